@@ -1,0 +1,196 @@
+//! The database: one connection type over SQLite and PostgreSQL, its pool, the embedded
+//! migrations, and the write transaction every change goes through.
+
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ManageConnection, R2D2Connection};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::Error;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Every query in scimd is written once against this type and runs on either backend.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type Pool = diesel::r2d2::Pool<Manager>;
+
+/// Runs `$body` with `$inner` bound to the backend's own connection, for the few statements
+/// the multi-backend cannot express (multi-row `INSERT … VALUES`). `$body` is written once and
+/// compiled for each backend.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$inner:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Postgres($inner) => $body,
+            $crate::db::DbConn::Sqlite($inner) => $body,
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Opens connections of the backend the URL names. Unlike the derive's own `establish`,
+/// a PostgreSQL URL that fails never falls through to creating a SQLite file of that name.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    backend: Backend,
+    url: String,
+}
+
+impl Manager {
+    /// `postgres://` or `postgresql://` selects PostgreSQL; anything else is a SQLite path,
+    /// with or without a `sqlite://` prefix.
+    pub fn new(database_url: &str) -> Self {
+        if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            Manager {
+                backend: Backend::Postgres,
+                url: database_url.to_string(),
+            }
+        } else {
+            let path = database_url
+                .strip_prefix("sqlite://")
+                .unwrap_or(database_url);
+            Manager {
+                backend: Backend::Sqlite,
+                url: path.to_string(),
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, Self::Error> {
+        match self.backend {
+            Backend::Postgres => PgConnection::establish(&self.url)
+                .map(DbConn::Postgres)
+                .map_err(diesel::r2d2::Error::ConnectionError),
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::establish(&self.url)
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                // WAL lets readers run beside the one writer; synchronous=NORMAL is durable
+                // across process crashes in WAL mode (README: Durability). The busy timeout
+                // makes a writer wait for the lock instead of failing.
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 10000;
+                     PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;",
+                )
+                .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(DbConn::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// Builds the pool and checks that the database answers.
+pub fn connect(database_url: &str, max_size: u32) -> Result<Pool, Error> {
+    let manager = Manager::new(database_url);
+    // SQLite takes one writer at a time; more connections only help readers.
+    diesel::r2d2::Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(Duration::from_secs(10))
+        .test_on_check_out(false)
+        .build(manager)
+        .map_err(|error| Error::Unavailable(format!("cannot open {database_url}: {error}")))
+}
+
+/// Applies the embedded migrations that have not run yet. Several processes may start at
+/// once against one PostgreSQL: an advisory lock lets one migrate while the others wait.
+pub fn migrate(conn: &mut DbConn) -> Result<Vec<String>, Error> {
+    let applied = match conn {
+        DbConn::Postgres(pg) => {
+            pg.batch_execute("SELECT pg_advisory_lock(7362836150)")?;
+            let result = pg
+                .run_pending_migrations(MIGRATIONS)
+                .map(|versions| versions.iter().map(ToString::to_string).collect());
+            pg.batch_execute("SELECT pg_advisory_unlock(7362836150)")?;
+            result
+        }
+        DbConn::Sqlite(sqlite) => sqlite
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect()),
+    };
+    applied.map_err(|error| Error::Internal(format!("migration failed: {error}")))
+}
+
+/// Runs `change` in one write transaction: committed when it returns `Ok`, rolled back when
+/// it returns `Err`. On SQLite the transaction takes the write lock at its start
+/// (`BEGIN IMMEDIATE`), so two writers never both read and then fail to upgrade their lock.
+/// Domain code takes `&mut DbConn` and never commits on its own.
+pub fn write<T, E>(
+    conn: &mut DbConn,
+    change: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConn::Sqlite(sqlite) => {
+            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?
+        }
+        DbConn::Postgres(pg) => AnsiTransactionManager::begin_transaction(pg)?,
+    }
+    match change(conn) {
+        Ok(value) => {
+            <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(error) => {
+            // The change's error is the one worth reporting; a failed rollback leaves the
+            // connection marked broken and the pool discards it.
+            let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(conn);
+            Err(error)
+        }
+    }
+}
+
+/// Runs `query` in one read transaction, so that its several statements see one snapshot.
+pub fn read<T, E>(
+    conn: &mut DbConn,
+    query: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    conn.transaction(query)
+}

@@ -1,0 +1,72 @@
+// Matches migrations/; kept by hand because one schema serves both backends.
+
+diesel::table! {
+    organizations (organization_id) {
+        organization_id -> Text,
+        slug -> Text,
+        name -> Text,
+        settings -> Text,
+        trusted_metadata -> Text,
+        event_sequence -> BigInt,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    organization_domains (organization_id, domain) {
+        organization_id -> Text,
+        domain -> Text,
+    }
+}
+
+diesel::table! {
+    scim_connections (connection_id) {
+        connection_id -> Text,
+        organization_id -> Text,
+        display_name -> Text,
+        identity_provider -> Text,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    scim_tokens (token_hash) {
+        token_hash -> Text,
+        connection_id -> Text,
+        organization_id -> Text,
+        last_four -> Text,
+        state -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    events (event_id) {
+        event_id -> Text,
+        organization_id -> Text,
+        sequence -> BigInt,
+        event_type -> Text,
+        source -> Text,
+        actor -> Text,
+        subject_id -> Text,
+        data -> Text,
+        previous -> Nullable<Text>,
+        occurred_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(organization_domains -> organizations (organization_id));
+diesel::joinable!(scim_connections -> organizations (organization_id));
+diesel::joinable!(scim_tokens -> scim_connections (connection_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    organizations,
+    organization_domains,
+    scim_connections,
+    scim_tokens,
+    events,
+);

@@ -1,0 +1,73 @@
+//! The rules of scimd and their persistence. Every path that changes data (SCIM, the
+//! management API, the CLI) calls these functions inside `db::write`, so the same rules and
+//! the same events apply whichever way a change arrives.
+
+pub mod connections;
+pub mod email;
+pub mod events;
+pub mod organizations;
+
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+
+/// The current time as stored: UTC, whole microseconds (what PostgreSQL keeps), so a value
+/// reads back exactly as it was written on both backends.
+pub fn now() -> NaiveDateTime {
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+/// Renders a stored timestamp as RFC 3339 in UTC (`2026-11-23T12:00:00.123456Z`).
+pub fn rfc3339(at: NaiveDateTime) -> String {
+    DateTime::<Utc>::from_naive_utc_and_offset(at, Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// Serde adapter for timestamps in API bodies.
+pub mod timestamp {
+    use chrono::NaiveDateTime;
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(at: &NaiveDateTime, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::rfc3339(*at))
+    }
+}
+
+/// Who made a change, for the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub source: Source,
+    /// The JWT subject, the SCIM connection id, or `cli`.
+    pub id: String,
+}
+
+impl Actor {
+    pub fn cli() -> Self {
+        Actor {
+            source: Source::Cli,
+            id: "cli".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Scim,
+    Api,
+    Jit,
+    Cli,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Scim => "scim",
+            Source::Api => "api",
+            Source::Jit => "jit",
+            Source::Cli => "cli",
+        }
+    }
+}
+
+/// New identifiers have Stytch's shape: a kind prefix and a random UUID.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4())
+}

@@ -1,0 +1,57 @@
+//! scimd: a multi-tenant SCIM 2.0 provisioning server. `server` builds the one actix App that
+//! both `scimd serve` and the integration tests run.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod scim;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{from_fn, Logger};
+use actix_web::{web, App, HttpServer};
+
+use api::auth::{JwtVerifier, TokenCache};
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub pool: db::Pool,
+    pub backend: db::Backend,
+    pub public_url: Option<String>,
+    /// `None` when no JWT key is configured: the management API then refuses every call.
+    pub jwt: Option<JwtVerifier>,
+    pub tokens: TokenCache,
+    pub max_body_bytes: usize,
+}
+
+/// One log line a request: request id, peer, method, path (never the query, which may carry
+/// filter values), status, size, latency.
+const ACCESS_LOG_FORMAT: &str = r#"%{x-request-id}o %a "%{method}xi %U" %s %bB %Dms"#;
+
+/// Serves the app on `listener` until SIGINT or SIGTERM, then drains in-flight requests.
+pub fn server(
+    state: web::Data<AppState>,
+    listener: TcpListener,
+    workers: usize,
+) -> std::io::Result<Server> {
+    let max_body_bytes = state.max_body_bytes;
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(max_body_bytes))
+            .configure(api::routes)
+            .default_service(web::to(api::no_such_endpoint))
+            .wrap(from_fn(api::request_id))
+            .wrap(
+                Logger::new(ACCESS_LOG_FORMAT)
+                    .custom_request_replace("method", |req| req.method().to_string()),
+            )
+    })
+    .workers(workers)
+    .shutdown_timeout(30)
+    .listen(listener)?
+    .run())
+}

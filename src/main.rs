@@ -1,0 +1,214 @@
+//! The scimd command line: serve, migrate, and the bootstrap commands operators and scripts
+//! use without a JWT. Commands print JSON on stdout.
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actix_web::web;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use scimd::api::auth::{issue_jwt, JwtVerifier, TokenCache};
+use scimd::api::v1::issued_body;
+use scimd::config::{base_url, DatabaseArgs, JwtArgs, PublicUrlArgs, ServeArgs};
+use scimd::db;
+use scimd::domain::connections::{self, ConnectionFields, IdentityProvider};
+use scimd::domain::organizations::{self, OrganizationFields};
+use scimd::domain::Actor;
+use scimd::error::Error;
+use scimd::AppState;
+
+#[derive(Parser)]
+#[command(
+    name = "scimd",
+    version,
+    about = "Multi-tenant SCIM 2.0 provisioning server"
+)]
+struct Cli {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    public_url: PublicUrlArgs,
+    #[command(flatten)]
+    jwt: JwtArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (migrating the database first).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// SCIM connections.
+    #[command(subcommand)]
+    Connection(ConnectionCommand),
+    /// Print a management JWT signed with SCIMD_JWT_SECRET (HS256), for development and scripts.
+    Jwt {
+        /// `admin`, or `org:<organization_id>`.
+        #[arg(long)]
+        scope: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_s: u64,
+        /// The `sub` claim: who the event log names as the actor.
+        #[arg(long, default_value = "cli")]
+        subject: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organization.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        slug: String,
+        /// An email domain the organization owns (repeatable).
+        #[arg(long = "domain")]
+        domains: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConnectionCommand {
+    /// Create a SCIM connection; prints its bearer token, which is shown this one time only.
+    Create {
+        /// The organization's id or slug.
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value = "generic", value_parser = clap::builder::PossibleValuesParser::new(IdentityProvider::NAMES))]
+        idp: String,
+        /// Display name (default: the identity provider's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Serve(ref args) => serve(&cli, args),
+        Command::Migrate => db::connect(&cli.database.database_url, 1).and_then(|pool| {
+            let applied = db::migrate(&mut *pool.get()?)?;
+            Ok(json!({ "applied_migrations": applied }))
+        }),
+        Command::Org(OrgCommand::Create {
+            ref name,
+            ref slug,
+            ref domains,
+        }) => {
+            let fields = OrganizationFields {
+                organization_name: Some(name.clone()),
+                organization_slug: Some(slug.clone()),
+                email_allowed_domains: Some(domains.clone()),
+                ..Default::default()
+            };
+            run_write(&cli, |tx| organizations::create(tx, &Actor::cli(), fields))
+                .map(|organization| json!({ "organization": organization }))
+        }
+        Command::Connection(ConnectionCommand::Create {
+            ref org,
+            ref idp,
+            ref name,
+        }) => {
+            IdentityProvider::parse(idp).and_then(|identity_provider| {
+                let fields = ConnectionFields {
+                    display_name: name.clone(),
+                    identity_provider: Some(identity_provider),
+                };
+                let issued = run_write(&cli, |tx| {
+                    let organization = organizations::find(tx, org)?;
+                    connections::create(tx, &Actor::cli(), &organization.organization_id, fields)
+                })?;
+                // The server's default address, unless told where IdPs will reach it.
+                let base = base_url(
+                    cli.public_url.public_url.as_deref(),
+                    "http",
+                    "127.0.0.1:8080",
+                );
+                Ok(issued_body(&issued, &base, "bearer_token"))
+            })
+        }
+        Command::Jwt {
+            ref scope,
+            ttl_s,
+            ref subject,
+        } => issue_jwt(&cli.jwt, scope, subject, Duration::from_secs(ttl_s))
+            .map(|token| json!({ "token": token, "scope": scope, "expires_in": ttl_s }))
+            .map_err(|message| Error::invalid("invalid_jwt_request", message)),
+    };
+    match outcome {
+        Ok(output) if output.is_null() => ExitCode::SUCCESS,
+        Ok(output) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&output).expect("JSON serializes")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("scimd: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(database: &DatabaseArgs, pool_size: u32) -> Result<db::Pool, Error> {
+    let pool = db::connect(&database.database_url, pool_size)?;
+    db::migrate(&mut *pool.get()?)?;
+    Ok(pool)
+}
+
+fn run_write<T>(
+    cli: &Cli,
+    change: impl FnOnce(&mut db::DbConn) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let pool = open(&cli.database, 1)?;
+    let mut conn = pool.get()?;
+    db::write(&mut conn, change)
+}
+
+fn serve(cli: &Cli, args: &ServeArgs) -> Result<serde_json::Value, Error> {
+    let jwt = JwtVerifier::from_args(&cli.jwt)
+        .map_err(|message| Error::invalid("invalid_configuration", message))?;
+    if jwt.is_none() {
+        log::warn!("no SCIMD_JWT_SECRET or SCIMD_JWT_PUBLIC_KEY_FILE: the management API (/v1) refuses every request");
+    }
+    let pool = open(&cli.database, args.pool_size)?;
+    let backend = db::Manager::new(&cli.database.database_url).backend();
+    let listener = TcpListener::bind(&args.bind).map_err(|error| {
+        Error::invalid(
+            "invalid_configuration",
+            format!("cannot listen on {}: {error}", args.bind),
+        )
+    })?;
+    log::info!(
+        "scimd listening on http://{} ({} database)",
+        listener.local_addr().map_err(Error::internal)?,
+        backend.as_str()
+    );
+    let state = web::Data::new(AppState {
+        pool,
+        backend,
+        public_url: cli.public_url.public_url.clone(),
+        jwt,
+        tokens: TokenCache::new(args.token_cache_ttl()),
+        max_body_bytes: args.max_body_bytes,
+    });
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    actix_web::rt::System::new()
+        .block_on(async move { scimd::server(state, listener, workers)?.await })
+        .map_err(|error| Error::internal(format!("server: {error}")))?;
+    log::info!("scimd stopped");
+    Ok(serde_json::Value::Null)
+}
