@@ -208,6 +208,12 @@ pub struct JwtVerifier {
     validation: Validation,
 }
 
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JwtVerifier({:?})", self.validation.algorithms)
+    }
+}
+
 impl JwtVerifier {
     /// The verifier the arguments describe; `None` when no key is configured, in which case
     /// the management API refuses every request.
