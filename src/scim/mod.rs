@@ -31,3 +31,5 @@ impl ListResponse {
         }
     }
 }
+
+pub mod filter;
