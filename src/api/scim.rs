@@ -1,25 +1,357 @@
 //! `/scim/v2`: the IdP-facing surface, authenticated by the connection's bearer token.
 
-use actix_web::{web, HttpResponse};
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use serde_json::Value;
 
 use super::auth::ScimTenant;
-use crate::error::{Error, SCIM_CONTENT_TYPE};
+use super::{base_url, body_bytes, with_db};
+use crate::db;
+use crate::domain::members::Member;
+use crate::domain::scim_users;
+use crate::error::{Error, ScimType, SCIM_CONTENT_TYPE};
+use crate::scim::filter::Filter;
+use crate::scim::patch::PatchRequest;
+use crate::scim::resource::{etag, parse_selectors, project, Selector};
+use crate::scim::schema::USER_RESOURCE;
 use crate::scim::ListResponse;
+use crate::AppState;
+
+/// Page size when the client asks for none, and the most one page may hold.
+pub const DEFAULT_PAGE_SIZE: u64 = 100;
+pub const MAX_PAGE_SIZE: u64 = 1000;
+/// The longest filter accepted, in bytes.
+const MAX_FILTER_BYTES: usize = 8192;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/scim/v2")
             .wrap(actix_web::middleware::from_fn(super::scim_errors))
-            .service(web::resource(["/Users", "/Users/"]).get(list_users))
+            .service(
+                web::resource(["/Users", "/Users/"])
+                    .get(list_users)
+                    .post(create_user),
+            )
+            .service(
+                web::resource(["/Users/{id}", "/Users/{id}/"])
+                    .get(get_user)
+                    .put(replace_user)
+                    .patch(patch_user)
+                    .delete(delete_user),
+            )
             .default_service(web::to(authenticated_not_found)),
     );
 }
 
-/// Users arrive with the Users issue; until then a connection has none, and says so honestly.
-async fn list_users(_tenant: ScimTenant) -> Result<HttpResponse, Error> {
-    Ok(HttpResponse::Ok()
-        .content_type(SCIM_CONTENT_TYPE)
-        .json(ListResponse::new(Vec::new(), 0, 1)))
+/// A SCIM request body: any JSON, whatever the Content-Type says (`application/scim+json`,
+/// `application/json`, or none: IDP-QUIRKS 10).
+pub struct ScimJson(pub Value);
+
+impl FromRequest for ScimJson {
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = body_bytes(req, payload);
+        Box::pin(async move {
+            let body = body.await?;
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Err(Error::scim(
+                    ScimType::InvalidSyntax,
+                    "the request needs a JSON body",
+                ));
+            }
+            serde_json::from_slice(&body)
+                .map(ScimJson)
+                .map_err(|error| {
+                    Error::scim(
+                        ScimType::InvalidSyntax,
+                        format!("the request body is not valid JSON: {error}"),
+                    )
+                })
+        })
+    }
+}
+
+/// `If-Match`: the version the client last saw. `*` or no header means any version.
+pub struct IfMatch(pub Option<i64>);
+
+impl FromRequest for IfMatch {
+    type Error = Error;
+    type Future = std::future::Ready<Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let expected = req.headers().get(header::IF_MATCH).and_then(|value| {
+            let value = value.to_str().unwrap_or_default().trim();
+            // A tag that is not one of ours can never match: -1 is no version.
+            (value != "*").then(|| parse_etag(value).unwrap_or(-1))
+        });
+        std::future::ready(Ok(IfMatch(expected)))
+    }
+}
+
+fn parse_etag(tag: &str) -> Option<i64> {
+    tag.trim()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .ok()
+}
+
+/// The query parameters every read and write response honours.
+struct Projection {
+    include: Vec<Selector>,
+    exclude: Vec<Selector>,
+}
+
+struct ListQuery {
+    filter: Option<Filter>,
+    start_index: u64,
+    count: u64,
+    projection: Projection,
+}
+
+type QueryPairs = web::Query<Vec<(String, String)>>;
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+fn projection(pairs: &[(String, String)]) -> Projection {
+    Projection {
+        include: param(pairs, "attributes")
+            .map(parse_selectors)
+            .unwrap_or_default(),
+        exclude: param(pairs, "excludedAttributes")
+            .map(parse_selectors)
+            .unwrap_or_default(),
+    }
+}
+
+fn list_query(pairs: &[(String, String)]) -> Result<ListQuery, Error> {
+    let number = |name: &str| -> Result<Option<i64>, Error> {
+        param(pairs, name)
+            .map(|value| {
+                value.trim().parse::<i64>().map_err(|_| {
+                    Error::scim(
+                        ScimType::InvalidValue,
+                        format!("{name} must be an integer, not \"{value}\""),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let filter = match param(pairs, "filter")
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+    {
+        Some(filter) if filter.len() > MAX_FILTER_BYTES => {
+            return Err(Error::scim(
+                ScimType::InvalidFilter,
+                format!("the filter is longer than {MAX_FILTER_BYTES} bytes"),
+            ))
+        }
+        Some(filter) => Some(Filter::parse(filter)?),
+        None => None,
+    };
+    Ok(ListQuery {
+        filter,
+        // RFC 7644 §3.4.2.4: a startIndex below 1 is 1; a negative count is 0.
+        start_index: number("startIndex")?.unwrap_or(1).max(1) as u64,
+        count: number("count")?.map_or(DEFAULT_PAGE_SIZE, |count| {
+            (count.max(0) as u64).min(MAX_PAGE_SIZE)
+        }),
+        projection: projection(pairs),
+    })
+}
+
+fn scim_response(mut builder: actix_web::HttpResponseBuilder, body: &Value) -> HttpResponse {
+    builder.content_type(SCIM_CONTENT_TYPE).json(body)
+}
+
+/// A user as the response shows it: projected, with its ETag (and Location on create).
+fn user_response(
+    mut builder: actix_web::HttpResponseBuilder,
+    member: &Member,
+    base: &str,
+    projection: &Projection,
+) -> HttpResponse {
+    builder.insert_header((header::ETAG, etag(member.version)));
+    let rendered = scim_users::render(member, base);
+    let body = project(
+        &USER_RESOURCE,
+        rendered,
+        &projection.include,
+        &projection.exclude,
+    );
+    scim_response(builder, &body)
+}
+
+async fn list_users(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    tenant: ScimTenant,
+    query: QueryPairs,
+) -> Result<HttpResponse, Error> {
+    let query = list_query(&query)?;
+    let base = base_url(&state, &req);
+    let list_base = base.clone();
+    let (filter, start_index, count) = (query.filter, query.start_index, query.count);
+    let (total, members) = with_db(&state, move |conn| {
+        db::read(conn, |tx| {
+            scim_users::list(
+                tx,
+                &tenant.0,
+                &list_base,
+                filter.as_ref(),
+                start_index,
+                count,
+            )
+        })
+    })
+    .await?;
+    let resources = members
+        .iter()
+        .map(|member| {
+            project(
+                &USER_RESOURCE,
+                scim_users::render(member, &base),
+                &query.projection.include,
+                &query.projection.exclude,
+            )
+        })
+        .collect();
+    let body = serde_json::to_value(ListResponse::new(resources, total, start_index))
+        .map_err(Error::internal)?;
+    Ok(scim_response(HttpResponse::Ok(), &body))
+}
+
+async fn create_user(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    tenant: ScimTenant,
+    query: QueryPairs,
+    body: ScimJson,
+) -> Result<HttpResponse, Error> {
+    let actor = tenant.actor();
+    let member = with_db(&state, move |conn| {
+        db::write(conn, |tx| {
+            scim_users::create(tx, &tenant.0, &actor, &body.0)
+        })
+    })
+    .await?;
+    let base = base_url(&state, &req);
+    let mut created = HttpResponse::Created();
+    created.insert_header((
+        header::LOCATION,
+        scim_users::location(&base, &member.member_id),
+    ));
+    Ok(user_response(created, &member, &base, &projection(&query)))
+}
+
+async fn get_user(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    tenant: ScimTenant,
+    id: web::Path<String>,
+    query: QueryPairs,
+) -> Result<HttpResponse, Error> {
+    let member = with_db(&state, move |conn| scim_users::get(conn, &tenant.0, &id)).await?;
+    let current = etag(member.version);
+    let not_modified = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|tag| tag.trim() == "*" || parse_etag(tag) == Some(member.version))
+        });
+    if not_modified {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((
+                header::ETAG,
+                HeaderValue::from_str(&current).map_err(Error::internal)?,
+            ))
+            .finish());
+    }
+    Ok(user_response(
+        HttpResponse::Ok(),
+        &member,
+        &base_url(&state, &req),
+        &projection(&query),
+    ))
+}
+
+async fn replace_user(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    tenant: ScimTenant,
+    id: web::Path<String>,
+    if_match: IfMatch,
+    query: QueryPairs,
+    body: ScimJson,
+) -> Result<HttpResponse, Error> {
+    let actor = tenant.actor();
+    let member = with_db(&state, move |conn| {
+        db::write(conn, |tx| {
+            scim_users::replace(tx, &tenant.0, &actor, &id, if_match.0, &body.0)
+        })
+    })
+    .await?;
+    Ok(user_response(
+        HttpResponse::Ok(),
+        &member,
+        &base_url(&state, &req),
+        &projection(&query),
+    ))
+}
+
+async fn patch_user(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    tenant: ScimTenant,
+    id: web::Path<String>,
+    if_match: IfMatch,
+    query: QueryPairs,
+    body: ScimJson,
+) -> Result<HttpResponse, Error> {
+    let request = PatchRequest::parse(&body.0)?;
+    let actor = tenant.actor();
+    let member = with_db(&state, move |conn| {
+        db::write(conn, |tx| {
+            scim_users::patch(tx, &tenant.0, &actor, &id, if_match.0, &request)
+        })
+    })
+    .await?;
+    Ok(user_response(
+        HttpResponse::Ok(),
+        &member,
+        &base_url(&state, &req),
+        &projection(&query),
+    ))
+}
+
+async fn delete_user(
+    state: web::Data<AppState>,
+    tenant: ScimTenant,
+    id: web::Path<String>,
+    if_match: IfMatch,
+) -> Result<HttpResponse, Error> {
+    let actor = tenant.actor();
+    with_db(&state, move |conn| {
+        db::write(conn, |tx| {
+            scim_users::delete(tx, &tenant.0, &actor, &id, if_match.0)
+        })
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Unknown paths answer 404 — after authentication, so that the surface is not mapped

@@ -69,4 +69,29 @@ diesel::allow_tables_to_appear_in_same_query!(
     scim_connections,
     scim_tokens,
     events,
+    members,
 );
+
+diesel::table! {
+    members (member_id) {
+        member_id -> Text,
+        organization_id -> Text,
+        email_address -> Text,
+        email_key -> Nullable<Text>,
+        status -> Text,
+        name -> Text,
+        is_breakglass -> Bool,
+        trusted_metadata -> Text,
+        untrusted_metadata -> Text,
+        scim_connection_id -> Nullable<Text>,
+        scim_user_name -> Nullable<Text>,
+        scim_user_name_key -> Nullable<Text>,
+        scim_external_id -> Nullable<Text>,
+        scim_attributes -> Nullable<Text>,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(members -> organizations (organization_id));

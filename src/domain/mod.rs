@@ -5,7 +5,9 @@
 pub mod connections;
 pub mod email;
 pub mod events;
+pub mod members;
 pub mod organizations;
+pub mod scim_users;
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 

@@ -33,3 +33,6 @@ impl ListResponse {
 }
 
 pub mod filter;
+pub mod patch;
+pub mod resource;
+pub mod schema;

@@ -1,0 +1,287 @@
+//! Members: the people of an organization, however they arrived (SCIM, API, invite, JIT).
+//! This module owns their persistence and the events of their lifecycle.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::events::{self, previous_values, Event};
+use super::Actor;
+use crate::db::schema::members;
+use crate::db::DbConn;
+use crate::error::Error;
+use crate::scim::resource::Attributes;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    Active,
+    Invited,
+    Pending,
+    Inactive,
+    Deleted,
+}
+
+impl MemberStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Active => "active",
+            MemberStatus::Invited => "invited",
+            MemberStatus::Pending => "pending",
+            MemberStatus::Inactive => "inactive",
+            MemberStatus::Deleted => "deleted",
+        }
+    }
+
+    fn parse(stored: &str) -> Result<Self, Error> {
+        serde_json::from_value(Value::String(stored.to_string()))
+            .map_err(|_| Error::internal(format!("stored member status `{stored}`")))
+    }
+}
+
+/// How an IdP manages a member: which connection, under which userName.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScimRegistration {
+    pub connection_id: String,
+    pub user_name: String,
+    pub external_id: Option<String>,
+    /// The SCIM resource in canonical form, without id, meta, groups, active and password.
+    pub attributes: Attributes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Member {
+    pub member_id: String,
+    pub organization_id: String,
+    pub email_address: String,
+    pub status: MemberStatus,
+    pub name: String,
+    pub is_breakglass: bool,
+    pub trusted_metadata: Map<String, Value>,
+    pub untrusted_metadata: Map<String, Value>,
+    pub scim_registration: Option<ScimRegistration>,
+    #[serde(with = "super::timestamp")]
+    pub created_at: NaiveDateTime,
+    #[serde(with = "super::timestamp")]
+    pub updated_at: NaiveDateTime,
+    #[serde(skip)]
+    pub version: i64,
+}
+
+impl Member {
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("members serialize")
+    }
+}
+
+/// Case-insensitive comparison key of an email address or userName.
+pub fn lookup_key(text: &str) -> String {
+    text.to_lowercase()
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = members, treat_none_as_null = true)]
+pub(crate) struct MemberRow {
+    member_id: String,
+    organization_id: String,
+    email_address: String,
+    email_key: Option<String>,
+    status: String,
+    name: String,
+    is_breakglass: bool,
+    trusted_metadata: String,
+    untrusted_metadata: String,
+    scim_connection_id: Option<String>,
+    scim_user_name: Option<String>,
+    scim_user_name_key: Option<String>,
+    scim_external_id: Option<String>,
+    scim_attributes: Option<String>,
+    version: i64,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl MemberRow {
+    pub(crate) fn into_member(self) -> Result<Member, Error> {
+        let json = |text: &str, what: &str| -> Result<Map<String, Value>, Error> {
+            serde_json::from_str(text).map_err(|error| {
+                Error::internal(format!("stored {what} of {}: {error}", self.member_id))
+            })
+        };
+        let scim_registration = match (&self.scim_connection_id, &self.scim_user_name) {
+            (Some(connection_id), Some(user_name)) => Some(ScimRegistration {
+                connection_id: connection_id.clone(),
+                user_name: user_name.clone(),
+                external_id: self.scim_external_id.clone(),
+                attributes: json(
+                    self.scim_attributes.as_deref().unwrap_or("{}"),
+                    "SCIM attributes",
+                )?,
+            }),
+            _ => None,
+        };
+        Ok(Member {
+            trusted_metadata: json(&self.trusted_metadata, "trusted_metadata")?,
+            untrusted_metadata: json(&self.untrusted_metadata, "untrusted_metadata")?,
+            status: MemberStatus::parse(&self.status)?,
+            member_id: self.member_id,
+            organization_id: self.organization_id,
+            email_address: self.email_address,
+            name: self.name,
+            is_breakglass: self.is_breakglass,
+            scim_registration,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            version: self.version,
+        })
+    }
+
+    fn from_member(member: &Member) -> Self {
+        let live = member.status != MemberStatus::Deleted;
+        let scim = member.scim_registration.as_ref();
+        MemberRow {
+            member_id: member.member_id.clone(),
+            organization_id: member.organization_id.clone(),
+            email_address: member.email_address.clone(),
+            email_key: live.then(|| lookup_key(&member.email_address)),
+            status: member.status.as_str().to_string(),
+            name: member.name.clone(),
+            is_breakglass: member.is_breakglass,
+            trusted_metadata: Value::Object(member.trusted_metadata.clone()).to_string(),
+            untrusted_metadata: Value::Object(member.untrusted_metadata.clone()).to_string(),
+            scim_connection_id: scim.map(|s| s.connection_id.clone()),
+            scim_user_name: scim.map(|s| s.user_name.clone()),
+            scim_user_name_key: scim.filter(|_| live).map(|s| lookup_key(&s.user_name)),
+            scim_external_id: scim.and_then(|s| s.external_id.clone()),
+            scim_attributes: scim.map(|s| Value::Object(s.attributes.clone()).to_string()),
+            version: member.version,
+            created_at: member.created_at,
+            updated_at: member.updated_at,
+        }
+    }
+}
+
+/// The live (not deleted) member of the organization with this email, if any.
+pub fn find_by_email(
+    conn: &mut DbConn,
+    organization_id: &str,
+    email: &str,
+) -> Result<Option<Member>, Error> {
+    members::table
+        .filter(members::organization_id.eq(organization_id))
+        .filter(members::email_key.eq(lookup_key(email)))
+        .select(MemberRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(MemberRow::into_member)
+        .transpose()
+}
+
+/// Inserts a new member and records `event_type` (`member.created`, …).
+pub fn insert(
+    conn: &mut DbConn,
+    actor: &Actor,
+    member: &Member,
+    event_type: &'static str,
+) -> Result<(), Error> {
+    diesel::insert_into(members::table)
+        .values(MemberRow::from_member(member))
+        .execute(conn)
+        .map_err(|error| uniqueness(error, member))?;
+    record(conn, actor, event_type, member, None)
+}
+
+/// Writes `after` over `before`, bumping the version, and records one event: the lifecycle
+/// event when the status changed this way, else `event_type`. Returns `before` untouched when
+/// nothing changed: no write, no event, same version.
+pub fn update(
+    conn: &mut DbConn,
+    actor: &Actor,
+    before: &Member,
+    mut after: Member,
+    event_type: &'static str,
+) -> Result<Member, Error> {
+    let Some(previous) = previous_values(&before.to_value(), &after.to_value()) else {
+        return Ok(before.clone());
+    };
+    after.version = before.version + 1;
+    after.updated_at = super::now();
+    let updated = diesel::update(members::table.find(&before.member_id))
+        .filter(members::version.eq(before.version))
+        .set(MemberRow::from_member(&after))
+        .execute(conn)
+        .map_err(|error| uniqueness(error, &after))?;
+    if updated == 0 {
+        // Another writer got in between our read and this write (PostgreSQL READ COMMITTED).
+        return Err(Error::PreconditionFailed(before.version));
+    }
+    let event_type = match (before.status, after.status) {
+        (from, MemberStatus::Inactive) if from != MemberStatus::Inactive => "member.deactivated",
+        (MemberStatus::Inactive, MemberStatus::Active) => "member.reactivated",
+        (from, MemberStatus::Deleted) if from != MemberStatus::Deleted => "member.deleted",
+        _ => event_type,
+    };
+    let previous = (event_type != "member.deleted").then_some(previous);
+    record(conn, actor, event_type, &after, previous)?;
+    Ok(after)
+}
+
+fn record(
+    conn: &mut DbConn,
+    actor: &Actor,
+    event_type: &'static str,
+    member: &Member,
+    previous: Option<Value>,
+) -> Result<(), Error> {
+    let data = if event_type == "member.deleted" {
+        serde_json::json!({ "member_id": member.member_id })
+    } else {
+        member.to_value()
+    };
+    events::record(
+        conn,
+        &member.organization_id,
+        actor,
+        Event {
+            event_type,
+            subject_id: &member.member_id,
+            data,
+            previous,
+        },
+    )?;
+    Ok(())
+}
+
+/// A unique index refused the write: say which value is taken.
+fn uniqueness(error: diesel::result::Error, member: &Member) -> Error {
+    use diesel::result::{DatabaseErrorKind, Error as Diesel};
+    match error {
+        Diesel::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+            let detail = format!(
+                "{} {}",
+                info.message(),
+                info.constraint_name().unwrap_or_default()
+            );
+            if detail.contains("user_name") {
+                let user_name = member
+                    .scim_registration
+                    .as_ref()
+                    .map_or("", |s| s.user_name.as_str());
+                Error::conflict(
+                    "user_name_taken",
+                    format!("userName \"{user_name}\" is already taken by another user of this connection"),
+                )
+            } else {
+                Error::conflict(
+                    "email_taken",
+                    format!(
+                        "the email {} already belongs to another member of this organization",
+                        member.email_address
+                    ),
+                )
+            }
+        }
+        other => other.into(),
+    }
+}

@@ -1,0 +1,575 @@
+//! SCIM Users of a connection are members of its organization. This module maps one onto the
+//! other: which member a User is, its email, its status, and what the IdP may see.
+
+use diesel::prelude::*;
+use serde_json::{Map, Value};
+
+use super::connections::Tenant;
+use super::members::{self, lookup_key, Member, MemberRow, MemberStatus, ScimRegistration};
+use super::{new_id, now, Actor};
+use crate::db::schema::{members as members_table, scim_connections};
+use crate::db::DbConn;
+use crate::error::{Error, ScimType};
+use crate::scim::filter::{CompareOp, Filter, Literal};
+use crate::scim::patch::{self, PatchRequest};
+use crate::scim::resource::{self, check_required, Attributes, Meta, ResourceRules};
+use crate::scim::schema::USER_RESOURCE;
+
+/// Rows read per batch when a filter must be evaluated in Rust.
+const SCAN_BATCH: i64 = 500;
+
+/// The SCIM User a member is, as its connection sees it.
+pub fn render(member: &Member, base_url: &str) -> Value {
+    let mut attributes = member
+        .scim_registration
+        .as_ref()
+        .map(|registration| registration.attributes.clone())
+        .unwrap_or_default();
+    attributes.insert(
+        "active".into(),
+        Value::Bool(member.status != MemberStatus::Inactive),
+    );
+    let meta = Meta {
+        created: member.created_at,
+        last_modified: member.updated_at,
+        location: location(base_url, &member.member_id),
+        version: member.version,
+    };
+    resource::render(&USER_RESOURCE, &member.member_id, &attributes, &meta)
+}
+
+pub fn location(base_url: &str, member_id: &str) -> String {
+    format!("{base_url}/scim/v2/Users/{member_id}")
+}
+
+/// What a User document says of the member it maps to.
+struct UserFields {
+    user_name: String,
+    external_id: Option<String>,
+    email: String,
+    name: String,
+    /// `None` when the document does not say (PUT without `active` keeps the status).
+    active: Option<bool>,
+    attributes: Attributes,
+}
+
+fn user_fields(mut attributes: Attributes) -> Result<UserFields, Error> {
+    check_required(&USER_RESOURCE, &attributes)?;
+    let active = attributes
+        .remove("active")
+        .and_then(|active| active.as_bool());
+    let text = |key: &str| {
+        attributes
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let user_name = text("userName").unwrap_or_default();
+    let email = member_email(&user_name, &attributes).ok_or_else(|| {
+        Error::scim(
+            ScimType::InvalidValue,
+            format!(
+                "userName \"{user_name}\" is not an email address and emails has none: a user needs an \
+                 email to be a member of the organization"
+            ),
+        )
+    })?;
+    Ok(UserFields {
+        external_id: text("externalId"),
+        name: display_name(&attributes),
+        user_name,
+        email,
+        active,
+        attributes,
+    })
+}
+
+/// The member's email: `userName` when it is an address, else the primary entry of `emails`,
+/// else the first work entry, else the first.
+fn member_email(user_name: &str, attributes: &Attributes) -> Option<String> {
+    if is_email(user_name) {
+        return Some(user_name.to_string());
+    }
+    let emails: Vec<&Map<String, Value>> = attributes
+        .get("emails")
+        .and_then(Value::as_array)
+        .map(|emails| emails.iter().filter_map(Value::as_object).collect())
+        .unwrap_or_default();
+    fn value<'a>(email: &&'a Map<String, Value>) -> Option<&'a str> {
+        email
+            .get("value")
+            .and_then(Value::as_str)
+            .filter(|v| is_email(v))
+    }
+    let by = |predicate: &dyn Fn(&Map<String, Value>) -> bool| {
+        emails.iter().filter(|e| predicate(e)).find_map(value)
+    };
+    by(&|e| e.get("primary") == Some(&Value::Bool(true)))
+        .or_else(|| {
+            by(&|e| {
+                e.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.eq_ignore_ascii_case("work"))
+            })
+        })
+        .or_else(|| by(&|_| true))
+        .map(str::to_string)
+}
+
+fn is_email(text: &str) -> bool {
+    match text.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !text.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// The member's name: `displayName`, else `name.formatted`, else given and family names.
+fn display_name(attributes: &Attributes) -> String {
+    let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_string);
+    let name = attributes.get("name");
+    text(attributes.get("displayName"))
+        .or_else(|| text(name.and_then(|n| n.get("formatted"))))
+        .unwrap_or_else(|| {
+            [
+                name.and_then(|n| n.get("givenName")),
+                name.and_then(|n| n.get("familyName")),
+            ]
+            .into_iter()
+            .filter_map(|part| part.and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+        })
+}
+
+/// The connection must still exist: a token remembered by another process may outlive it for
+/// a moment (README: token cache), and nothing may be written for a deleted connection.
+fn ensure_connection(conn: &mut DbConn, tenant: &Tenant) -> Result<(), Error> {
+    let exists = scim_connections::table
+        .find(&tenant.connection_id)
+        .filter(scim_connections::organization_id.eq(&tenant.organization_id))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0;
+    if !exists {
+        return Err(Error::Unauthorized {
+            error_type: "invalid_token",
+            message: "the bearer token's SCIM connection no longer exists".into(),
+        });
+    }
+    Ok(())
+}
+
+/// POST /Users: a new member, or the adoption of an existing member of the organization that no
+/// IdP manages yet (invited, created by API or JIT): same member id, now this connection's.
+pub fn create(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    actor: &Actor,
+    input: &Value,
+) -> Result<Member, Error> {
+    let fields = user_fields(resource::normalize(&USER_RESOURCE, input)?)?;
+    ensure_connection(conn, tenant)?;
+    ensure_user_name_free(conn, tenant, &fields.user_name, None)?;
+    let status = if fields.active.unwrap_or(true) {
+        MemberStatus::Active
+    } else {
+        MemberStatus::Inactive
+    };
+    let registration = ScimRegistration {
+        connection_id: tenant.connection_id.clone(),
+        user_name: fields.user_name,
+        external_id: fields.external_id,
+        attributes: fields.attributes,
+    };
+    match members::find_by_email(conn, &tenant.organization_id, &fields.email)? {
+        None => {
+            let at = now();
+            let member = Member {
+                member_id: new_id("member"),
+                organization_id: tenant.organization_id.clone(),
+                email_address: fields.email,
+                status,
+                name: fields.name,
+                is_breakglass: false,
+                trusted_metadata: Map::new(),
+                untrusted_metadata: Map::new(),
+                scim_registration: Some(registration),
+                created_at: at,
+                updated_at: at,
+                version: 1,
+            };
+            members::insert(conn, actor, &member, "member.created")?;
+            Ok(member)
+        }
+        Some(existing) => match &existing.scim_registration {
+            None => {
+                let adopted = Member {
+                    email_address: fields.email,
+                    status,
+                    name: fields.name,
+                    scim_registration: Some(registration),
+                    ..existing.clone()
+                };
+                members::update(conn, actor, &existing, adopted, "member.scim_linked")
+            }
+            Some(other) if other.connection_id == tenant.connection_id => Err(Error::conflict(
+                "email_taken",
+                format!(
+                    "the email {} already belongs to user \"{}\" of this connection",
+                    fields.email, other.user_name
+                ),
+            )),
+            Some(_) => Err(Error::conflict(
+                "email_taken",
+                format!(
+                    "the email {} belongs to a member that another SCIM connection of this organization manages",
+                    fields.email
+                ),
+            )),
+        },
+    }
+}
+
+fn ensure_user_name_free(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    user_name: &str,
+    except: Option<&str>,
+) -> Result<(), Error> {
+    let holder: Option<String> = members_table::table
+        .filter(members_table::scim_connection_id.eq(&tenant.connection_id))
+        .filter(members_table::scim_user_name_key.eq(lookup_key(user_name)))
+        .select(members_table::member_id)
+        .first(conn)
+        .optional()?;
+    match holder {
+        Some(holder) if Some(holder.as_str()) != except => Err(Error::conflict(
+            "user_name_taken",
+            format!("userName \"{user_name}\" is already taken by another user of this connection"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The live member `id` registered to this connection; anything else is 404, exactly alike.
+pub fn get(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Member, Error> {
+    members_table::table
+        .find(id)
+        .filter(members_table::scim_connection_id.eq(&tenant.connection_id))
+        .filter(members_table::status.ne(MemberStatus::Deleted.as_str()))
+        .select(MemberRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| Error::not_found(format!("no User {id}")))?
+        .into_member()
+}
+
+fn check_version(member: &Member, expected: Option<i64>) -> Result<(), Error> {
+    match expected {
+        Some(version) if version != member.version => {
+            Err(Error::PreconditionFailed(member.version))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// PUT /Users/{id}: replaces every attribute the IdP may write.
+pub fn replace(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    actor: &Actor,
+    id: &str,
+    expected: Option<i64>,
+    input: &Value,
+) -> Result<Member, Error> {
+    let before = get(conn, tenant, id)?;
+    check_version(&before, expected)?;
+    let fields = user_fields(resource::normalize(&USER_RESOURCE, input)?)?;
+    save(conn, tenant, actor, before, fields)
+}
+
+/// PATCH /Users/{id}: the operations apply to the resource as the IdP sees it, atomically.
+pub fn patch(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    actor: &Actor,
+    id: &str,
+    expected: Option<i64>,
+    request: &PatchRequest,
+) -> Result<Member, Error> {
+    let before = get(conn, tenant, id)?;
+    check_version(&before, expected)?;
+    let mut current = before
+        .scim_registration
+        .as_ref()
+        .map(|registration| registration.attributes.clone())
+        .unwrap_or_default();
+    current.insert(
+        "active".into(),
+        Value::Bool(before.status != MemberStatus::Inactive),
+    );
+    let patched = patch::apply(&USER_RESOURCE, &current, request, &before.member_id)?;
+    let fields = user_fields(patched)?;
+    save(conn, tenant, actor, before, fields)
+}
+
+fn save(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    actor: &Actor,
+    before: Member,
+    fields: UserFields,
+) -> Result<Member, Error> {
+    ensure_connection(conn, tenant)?;
+    ensure_user_name_free(conn, tenant, &fields.user_name, Some(&before.member_id))?;
+    if lookup_key(&fields.email) != lookup_key(&before.email_address) {
+        if let Some(holder) = members::find_by_email(conn, &tenant.organization_id, &fields.email)?
+        {
+            if holder.member_id != before.member_id {
+                return Err(Error::conflict(
+                    "email_taken",
+                    format!(
+                        "the email {} already belongs to another member of this organization",
+                        fields.email
+                    ),
+                ));
+            }
+        }
+    }
+    let status = match fields.active {
+        Some(true) => MemberStatus::Active,
+        Some(false) => MemberStatus::Inactive,
+        None => before.status,
+    };
+    let after = Member {
+        email_address: fields.email,
+        status,
+        name: fields.name,
+        scim_registration: Some(ScimRegistration {
+            connection_id: tenant.connection_id.clone(),
+            user_name: fields.user_name,
+            external_id: fields.external_id,
+            attributes: fields.attributes,
+        }),
+        ..before.clone()
+    };
+    members::update(conn, actor, &before, after, "member.updated")
+}
+
+/// DELETE /Users/{id}: the member becomes a tombstone, gone from SCIM, its email and userName
+/// free again.
+pub fn delete(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    actor: &Actor,
+    id: &str,
+    expected: Option<i64>,
+) -> Result<(), Error> {
+    let before = get(conn, tenant, id)?;
+    check_version(&before, expected)?;
+    let after = Member {
+        status: MemberStatus::Deleted,
+        ..before.clone()
+    };
+    members::update(conn, actor, &before, after, "member.deleted")?;
+    Ok(())
+}
+
+/// One page of the connection's users that match `filter`, in creation order, and how many
+/// match in all. Equality on `id`, `userName` and `externalId` is answered from an index;
+/// anything else is evaluated on the connection's users in batches.
+pub fn list(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    base_url: &str,
+    filter: Option<&Filter>,
+    start_index: u64,
+    count: u64,
+) -> Result<(u64, Vec<Member>), Error> {
+    let offset = start_index.saturating_sub(1);
+    let narrowed = filter.and_then(indexed_equality);
+    let Some(filter) = filter else {
+        let total = live_users(tenant).count().get_result::<i64>(conn)? as u64;
+        let page = live_users(tenant)
+            .order((
+                members_table::created_at.asc(),
+                members_table::member_id.asc(),
+            ))
+            .offset(offset as i64)
+            .limit(count as i64)
+            .select(MemberRow::as_select())
+            .load(conn)?
+            .into_iter()
+            .map(MemberRow::into_member)
+            .collect::<Result<_, _>>()?;
+        return Ok((total, page));
+    };
+    let rules = ResourceRules(&USER_RESOURCE);
+    let mut total = 0u64;
+    let mut page = Vec::new();
+    let mut after: Option<(chrono::NaiveDateTime, String)> = None;
+    loop {
+        let mut query = live_users(tenant)
+            .order((
+                members_table::created_at.asc(),
+                members_table::member_id.asc(),
+            ))
+            .limit(SCAN_BATCH)
+            .select(MemberRow::as_select());
+        query = match &narrowed {
+            Some(Indexed::Id(id)) => query.filter(members_table::member_id.eq(id.clone())),
+            Some(Indexed::UserName(user_name)) => {
+                query.filter(members_table::scim_user_name_key.eq(lookup_key(user_name)))
+            }
+            Some(Indexed::ExternalId(external_id)) => {
+                query.filter(members_table::scim_external_id.eq(external_id.clone()))
+            }
+            None => query,
+        };
+        if let Some((created_at, member_id)) = &after {
+            query = query.filter(
+                members_table::created_at
+                    .gt(*created_at)
+                    .or(members_table::created_at
+                        .eq(*created_at)
+                        .and(members_table::member_id.gt(member_id.clone()))),
+            );
+        }
+        let batch: Vec<MemberRow> = query.load(conn)?;
+        let exhausted = (batch.len() as i64) < SCAN_BATCH;
+        for row in batch {
+            let member = row.into_member()?;
+            after = Some((member.created_at, member.member_id.clone()));
+            if filter.matches(&render(&member, base_url), &rules) {
+                total += 1;
+                if total > offset && (page.len() as u64) < count {
+                    page.push(member);
+                }
+            }
+        }
+        if exhausted {
+            return Ok((total, page));
+        }
+    }
+}
+
+/// The connection's users that are not deleted.
+fn live_users(
+    tenant: &Tenant,
+) -> members_table::BoxedQuery<'_, <DbConn as diesel::Connection>::Backend> {
+    members_table::table
+        .filter(members_table::scim_connection_id.eq(tenant.connection_id.as_str()))
+        .filter(members_table::status.ne(MemberStatus::Deleted.as_str()))
+        .into_boxed()
+}
+
+/// An equality a filter requires on an indexed attribute.
+enum Indexed {
+    Id(String),
+    UserName(String),
+    ExternalId(String),
+}
+
+/// The indexed equality that every match of `filter` must satisfy, if there is one: the
+/// filter itself, or either side of a top-level `and`.
+fn indexed_equality(filter: &Filter) -> Option<Indexed> {
+    match filter {
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: Literal::String(value),
+        } if path.sub.is_none()
+            && path
+                .urn
+                .as_deref()
+                .is_none_or(|urn| urn.eq_ignore_ascii_case(USER_RESOURCE.core.id)) =>
+        {
+            if path.name.eq_ignore_ascii_case("id") {
+                Some(Indexed::Id(value.clone()))
+            } else if path.name.eq_ignore_ascii_case("userName") {
+                Some(Indexed::UserName(value.clone()))
+            } else if path.name.eq_ignore_ascii_case("externalId") {
+                Some(Indexed::ExternalId(value.clone()))
+            } else {
+                None
+            }
+        }
+        Filter::And(left, right) => indexed_equality(left).or_else(|| indexed_equality(right)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn attributes(value: Value) -> Attributes {
+        resource::normalize(&USER_RESOURCE, &value).unwrap()
+    }
+
+    #[test]
+    fn the_email_is_the_user_name_when_it_is_an_address() {
+        let fields = user_fields(attributes(
+            json!({"userName": "Ada@Acme.test", "emails": [{"value": "x@y.test"}]}),
+        ))
+        .unwrap();
+        assert_eq!(fields.email, "Ada@Acme.test");
+    }
+
+    #[test]
+    fn otherwise_primary_then_work_then_first() {
+        let emails = |list: Value| {
+            member_email(
+                "ada",
+                &attributes(json!({"userName": "ada", "emails": list})),
+            )
+        };
+        assert_eq!(
+            emails(
+                json!([{"value": "a@x.test"}, {"value": "w@x.test", "type": "work"}, {"value": "p@x.test", "primary": true}])
+            ),
+            Some("p@x.test".into())
+        );
+        assert_eq!(
+            emails(json!([{"value": "a@x.test"}, {"value": "w@x.test", "type": "Work"}])),
+            Some("w@x.test".into())
+        );
+        assert_eq!(
+            emails(json!([{"value": "a@x.test"}])),
+            Some("a@x.test".into())
+        );
+        assert_eq!(emails(json!([{"value": "not-an-email"}])), None);
+    }
+
+    #[test]
+    fn a_user_without_any_email_is_refused() {
+        let error = user_fields(attributes(json!({"userName": "ada"})))
+            .err()
+            .unwrap();
+        assert_eq!(error.scim_type(), Some(ScimType::InvalidValue));
+        assert!(error.to_string().contains("needs an email"));
+    }
+
+    #[test]
+    fn the_name_comes_from_display_name_or_name_parts() {
+        assert_eq!(
+            display_name(&attributes(
+                json!({"userName": "a", "displayName": "Ada L"})
+            )),
+            "Ada L"
+        );
+        assert_eq!(
+            display_name(&attributes(
+                json!({"userName": "a", "name": {"givenName": "Ada", "familyName": "Lovelace"}})
+            )),
+            "Ada Lovelace"
+        );
+    }
+}

@@ -1,0 +1,625 @@
+mod common;
+
+use common::{Db, TestServer};
+use rstest::rstest;
+use serde_json::{json, Value};
+
+fn user(user_name: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": user_name,
+        "name": {"givenName": "Ada", "familyName": "Lovelace"},
+        "emails": [{"value": user_name, "type": "work", "primary": true}],
+        "active": true,
+        "password": "correct horse battery staple"
+    })
+}
+
+fn patch(operations: Value) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations})
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn twenty_parallel_posts_of_one_user_name_create_exactly_one_user(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let attempts: Vec<_> = (0..20)
+        .map(|n| {
+            let idp = idp.clone();
+            // The same userName in different cases: uniqueness is case-insensitive.
+            let name = if n % 2 == 0 {
+                "ada@acme.test"
+            } else {
+                "ADA@acme.test"
+            };
+            actix_rt::spawn(async move { idp.post("/Users", user(name)).await })
+        })
+        .collect();
+    let mut created = 0;
+    for attempt in attempts {
+        let response = attempt.await.unwrap();
+        match response.status {
+            201 => created += 1,
+            409 => assert_eq!(response.body["scimType"], "uniqueness", "{}", response.text),
+            other => panic!("unexpected {other}: {}", response.text),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(server.count_rows("members"), 1);
+    assert_eq!(idp.get("/Users").await.body["totalResults"], 1);
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn concurrent_patches_with_if_match_never_lose_an_update(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let id = idp.post("/Users", user("ada@acme.test")).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let idp = idp.clone();
+            let path = format!("/Users/{id}");
+            actix_rt::spawn(async move {
+                let mut conflicts = 0;
+                loop {
+                    let current = idp.get(&path).await;
+                    let etag = current.header("etag").unwrap().to_string();
+                    let mut entitlements = current.body["entitlements"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    entitlements.push(json!({"value": format!("e{writer}")}));
+                    let body = patch(
+                        json!([{"op": "replace", "path": "entitlements", "value": entitlements}]),
+                    );
+                    let response = idp
+                        .send(
+                            "PATCH",
+                            &path,
+                            Some(body.to_string().into_bytes()),
+                            &[("If-Match", &etag)],
+                        )
+                        .await;
+                    match response.status {
+                        200 => return conflicts,
+                        412 => conflicts += 1,
+                        other => panic!("unexpected {other}: {}", response.text),
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let user = idp.get(&format!("/Users/{id}")).await;
+    let mut values: Vec<&str> = user.body["entitlements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    values.sort();
+    assert_eq!(values, ["e0", "e1", "e2", "e3", "e4", "e5", "e6", "e7"]);
+    assert_eq!(user.body["meta"]["version"], "W/\"9\"");
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn no_id_filter_or_list_ever_crosses_a_connection(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let mut connections = Vec::new();
+    for slug in ["acme", "globex"] {
+        let tenant = server.new_organization(slug).await;
+        let second = server
+            .admin()
+            .post(
+                &format!(
+                    "/v1/organizations/{}/scim-connections",
+                    tenant.organization_id
+                ),
+                json!({"identity_provider": "microsoft-entra"}),
+            )
+            .await;
+        let second_token = second.body["bearer_token"].as_str().unwrap().to_string();
+        connections.push(tenant.scim());
+        connections.push(tenant.scim().with_bearer(&second_token));
+    }
+    let mut ids = Vec::new();
+    for (n, idp) in connections.iter().enumerate() {
+        let created = idp
+            .post("/Users", user(&format!("user{n}@tenant{n}.test")))
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        ids.push(created.body["id"].as_str().unwrap().to_string());
+    }
+    for (n, idp) in connections.iter().enumerate() {
+        let listed = idp.get("/Users").await;
+        assert_eq!(listed.body["totalResults"], 1);
+        assert_eq!(listed.body["Resources"][0]["id"], ids[n].as_str());
+        for (m, other) in ids.iter().enumerate().filter(|(m, _)| *m != n) {
+            let path = format!("/Users/{other}");
+            assert_eq!(idp.get(&path).await.status, 404);
+            assert_eq!(
+                idp.put(&path, user(&format!("user{m}@tenant{m}.test")))
+                    .await
+                    .status,
+                404
+            );
+            assert_eq!(
+                idp.patch(
+                    &path,
+                    patch(json!([{"op": "replace", "path": "title", "value": "x"}]))
+                )
+                .await
+                .status,
+                404
+            );
+            assert_eq!(idp.delete(&path).await.status, 404);
+            let filtered = idp
+                .get(&format!(
+                    "/Users?filter=userName%20eq%20%22user{m}@tenant{m}.test%22"
+                ))
+                .await;
+            assert_eq!(filtered.body["totalResults"], 0);
+            let by_id = idp
+                .get(&format!("/Users?filter=id%20eq%20%22{other}%22"))
+                .await;
+            assert_eq!(by_id.body["totalResults"], 0);
+        }
+    }
+    // Nothing above changed another tenant's user.
+    for (n, idp) in connections.iter().enumerate() {
+        let mine = idp.get(&format!("/Users/{}", ids[n])).await;
+        assert_eq!(mine.body["meta"]["version"], "W/\"1\"");
+    }
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn the_lifecycle_writes_one_event_per_change_and_none_for_no_change(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let tenant = server.new_organization("acme").await;
+    let idp = tenant.scim();
+    let created = idp.post("/Users", user("ada@acme.test")).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(
+        created.header("location"),
+        created.body["meta"]["location"].as_str()
+    );
+    let path = format!("/Users/{}", created.body["id"].as_str().unwrap());
+
+    let same = idp
+        .patch(
+            &path,
+            patch(json!([{"op": "replace", "path": "name.givenName", "value": "Ada"}])),
+        )
+        .await;
+    assert_eq!(same.status, 200);
+    assert_eq!(
+        same.body["meta"]["version"], "W/\"1\"",
+        "a change to nothing keeps the version"
+    );
+    idp.patch(
+        &path,
+        patch(json!([{"op": "replace", "path": "title", "value": "Countess"}])),
+    )
+    .await;
+    idp.patch(
+        &path,
+        patch(json!([{"op": "Replace", "path": "active", "value": "False"}])),
+    )
+    .await;
+    let inactive = idp.get(&path).await;
+    assert_eq!(inactive.body["active"], json!(false));
+    idp.patch(
+        &path,
+        patch(json!([{"op": "replace", "value": {"active": true}}])),
+    )
+    .await;
+    assert_eq!(idp.delete(&path).await.status, 204);
+    assert_eq!(idp.get(&path).await.status, 404);
+    assert_eq!(idp.delete(&path).await.status, 404);
+
+    let events = server.events(&tenant.organization_id);
+    let types: Vec<&str> = events
+        .iter()
+        .map(|(_, kind, _, _)| kind.as_str())
+        .skip(2)
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "member.created",
+            "member.updated",
+            "member.deactivated",
+            "member.reactivated",
+            "member.deleted"
+        ]
+    );
+    let (_, _, data, previous) = &events[3];
+    assert_eq!(data["scim_registration"]["attributes"]["title"], "Countess");
+    assert_eq!(
+        previous.as_ref().unwrap()["scim_registration"]["attributes"].get("title"),
+        None
+    );
+    assert_eq!(events[4].3.as_ref().unwrap()["status"], "active");
+    assert_eq!(events[4].2["status"], "inactive");
+    for (_, _, data, previous) in &events {
+        assert!(
+            !data.to_string().contains("battery"),
+            "a password reached the event log"
+        );
+        assert!(!previous
+            .as_ref()
+            .is_some_and(|p| p.to_string().contains("battery")));
+    }
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn etags_make_stale_writers_fail_and_unchanged_reads_cheap(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let created = idp.post("/Users", user("ada@acme.test")).await;
+    let path = format!("/Users/{}", created.body["id"].as_str().unwrap());
+    let etag = created.header("etag").unwrap().to_string();
+    assert_eq!(etag, "W/\"1\"");
+
+    let unchanged = idp
+        .send("GET", &path, None, &[("If-None-Match", &etag)])
+        .await;
+    assert_eq!(unchanged.status, 304);
+    idp.patch(
+        &path,
+        patch(json!([{"op": "add", "path": "title", "value": "Countess"}])),
+    )
+    .await;
+    let changed = idp
+        .send("GET", &path, None, &[("If-None-Match", &etag)])
+        .await;
+    assert_eq!(changed.status, 200);
+
+    let mut stale_body = user("ada@acme.test");
+    stale_body["title"] = json!("Overwritten");
+    let stale = idp
+        .send(
+            "PUT",
+            &path,
+            Some(stale_body.to_string().into_bytes()),
+            &[("If-Match", &etag)],
+        )
+        .await;
+    assert_eq!(stale.status, 412, "{}", stale.text);
+    assert_eq!(idp.get(&path).await.body["title"], "Countess");
+    let stale_delete = idp
+        .send("DELETE", &path, None, &[("If-Match", &etag)])
+        .await;
+    assert_eq!(stale_delete.status, 412);
+    let current = idp
+        .send("DELETE", &path, None, &[("If-Match", "W/\"2\"")])
+        .await;
+    assert_eq!(current.status, 204);
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn member_emails_are_unique_per_organization_and_freed_by_delete(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let ada = idp.post("/Users", user("ada@acme.test")).await;
+    assert_eq!(ada.status, 201);
+
+    let mut same_email = user("ada-alias");
+    same_email["emails"] = json!([{"value": "ADA@acme.test", "type": "work"}]);
+    let conflict = idp.post("/Users", same_email.clone()).await;
+    assert_eq!(conflict.status, 409, "{}", conflict.text);
+    assert_eq!(conflict.body["scimType"], "uniqueness");
+    assert!(conflict.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("already belongs"));
+
+    let bob = idp.post("/Users", user("bob@acme.test")).await;
+    let taken = idp
+        .patch(
+            &format!("/Users/{}", bob.body["id"].as_str().unwrap()),
+            patch(json!([{"op": "replace", "path": "userName", "value": "Ada@Acme.test"}])),
+        )
+        .await;
+    assert_eq!(taken.status, 409, "{}", taken.text);
+
+    assert_eq!(
+        idp.delete(&format!("/Users/{}", ada.body["id"].as_str().unwrap()))
+            .await
+            .status,
+        204
+    );
+    let again = idp.post("/Users", user("ada@acme.test")).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_ne!(
+        again.body["id"], ada.body["id"],
+        "a deleted member stays a tombstone; a new one is made"
+    );
+    assert_eq!(idp.post("/Users", same_email).await.status, 409);
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn a_member_no_idp_manages_is_adopted_and_another_connections_member_is_a_conflict(
+    #[case] db: Db,
+) {
+    let server = TestServer::start(db).await;
+    let tenant = server.new_organization("acme").await;
+    let admin = server.admin();
+    let connections = format!(
+        "/v1/organizations/{}/scim-connections",
+        tenant.organization_id
+    );
+    let entra = admin
+        .post(
+            &connections,
+            json!({"identity_provider": "microsoft-entra"}),
+        )
+        .await;
+    let entra_id = entra.body["connection"]["connection_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let entra = tenant
+        .scim()
+        .with_bearer(entra.body["bearer_token"].as_str().unwrap());
+    let okta = tenant.scim();
+
+    let first = entra.post("/Users", user("ada@acme.test")).await;
+    let member_id = first.body["id"].as_str().unwrap().to_string();
+    let conflict = okta.post("/Users", user("ada@acme.test")).await;
+    assert_eq!(conflict.status, 409);
+    assert!(
+        conflict.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("another SCIM connection"),
+        "{}",
+        conflict.text
+    );
+
+    // Deleting the Entra connection leaves its members in the organization, managed by no IdP.
+    assert_eq!(
+        admin
+            .delete(&format!("{connections}/{entra_id}"))
+            .await
+            .status,
+        200
+    );
+    let adopted = okta.post("/Users", user("Ada@acme.test")).await;
+    assert_eq!(adopted.status, 201, "{}", adopted.text);
+    assert_eq!(
+        adopted.body["id"],
+        member_id.as_str(),
+        "adoption keeps the member id"
+    );
+    assert_eq!(okta.get(&format!("/Users/{member_id}")).await.status, 200);
+    assert_eq!(
+        server.event_types(&tenant.organization_id).last().unwrap(),
+        "member.scim_linked"
+    );
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn passwords_are_accepted_and_never_stored_or_returned(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let created = idp.post("/Users", user("ada@acme.test")).await;
+    let path = format!("/Users/{}", created.body["id"].as_str().unwrap());
+    idp.patch(
+        &path,
+        patch(json!([{"op": "replace", "value": {"password": "battery two"}}])),
+    )
+    .await;
+    idp.patch(
+        &path,
+        patch(json!([{"op": "replace", "path": "password", "value": "battery three"}])),
+    )
+    .await;
+    let mut replaced = user("ada@acme.test");
+    replaced["password"] = json!("battery four");
+    idp.put(&path, replaced).await;
+    for response in [created, idp.get(&path).await, idp.get("/Users").await] {
+        assert!(!response.text.contains("battery"), "{}", response.text);
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        everything: String,
+    }
+    use diesel::RunQueryDsl;
+    let stored: Vec<Stored> = diesel::sql_query(
+        "SELECT COALESCE(scim_attributes, '') || name || email_address AS everything FROM members",
+    )
+    .load(&mut server.pool.get().unwrap())
+    .unwrap();
+    assert!(stored.iter().all(|row| !row.everything.contains("battery")));
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn lists_page_by_start_index_and_count_in_a_stable_order(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        ids.push(
+            idp.post("/Users", user(&format!("user{n}@acme.test")))
+                .await
+                .body["id"]
+                .clone(),
+        );
+    }
+    let mut seen = Vec::new();
+    for start in [1, 4, 7] {
+        let page = idp.get(&format!("/Users?startIndex={start}&count=3")).await;
+        assert_eq!(page.body["totalResults"], 7);
+        assert_eq!(page.body["startIndex"], start);
+        assert_eq!(
+            page.body["itemsPerPage"],
+            page.body["Resources"].as_array().unwrap().len()
+        );
+        seen.extend(
+            page.body["Resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].clone()),
+        );
+    }
+    assert_eq!(
+        seen, ids,
+        "pages follow creation order, without gaps or repeats"
+    );
+    let counted = idp.get("/Users?count=0").await;
+    assert_eq!(counted.body["totalResults"], 7);
+    assert_eq!(counted.body["Resources"], json!([]));
+    let filtered = idp
+        .get("/Users?filter=userName%20sw%20%22user1%22&count=10")
+        .await;
+    assert_eq!(filtered.body["totalResults"], 1);
+    let bad = idp.get("/Users?startIndex=abc").await;
+    assert_eq!(bad.status, 400);
+    let malformed = idp.get("/Users?filter=userName%20eq").await;
+    assert_eq!(malformed.status, 400);
+    assert_eq!(malformed.body["scimType"], "invalidFilter");
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn write_responses_honour_attributes_and_excluded_attributes(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let created = idp
+        .post("/Users?attributes=userName", user("ada@acme.test"))
+        .await;
+    assert_eq!(created.status, 201);
+    let keys: Vec<&String> = created.body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["schemas", "id", "userName"]);
+    let path = format!("/Users/{}", created.body["id"].as_str().unwrap());
+    let patched = idp
+        .patch(
+            &format!("{path}?excludedAttributes=emails,name"),
+            patch(json!([{"op": "add", "path": "title", "value": "Countess"}])),
+        )
+        .await;
+    assert_eq!(patched.body["title"], "Countess");
+    assert!(patched.body.get("emails").is_none() && patched.body.get("name").is_none());
+    assert!(patched.body.get("id").is_some());
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn bad_input_is_a_scim_error_with_the_right_type_and_writes_nothing(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let tenant = server.new_organization("acme").await;
+    let idp = tenant.scim();
+    let cases = [
+        (
+            json!({"name": {"givenName": "x"}}),
+            "invalidValue",
+            "userName is required",
+        ),
+        (
+            json!({"userName": "nobody"}),
+            "invalidValue",
+            "needs an email",
+        ),
+        (
+            json!({"userName": "a@acme.test", "active": 7}),
+            "invalidValue",
+            "active",
+        ),
+        (
+            json!({"userName": "a@acme.test", "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"]}),
+            "invalidSyntax",
+            "schemas",
+        ),
+        (json!(["not", "an", "object"]), "invalidSyntax", "object"),
+    ];
+    for (body, scim_type, mentions) in cases {
+        let response = idp.post("/Users", body.clone()).await;
+        assert_eq!(response.status, 400, "{body}: {}", response.text);
+        assert_eq!(
+            response.body["scimType"], scim_type,
+            "{body}: {}",
+            response.text
+        );
+        assert_eq!(response.body["status"], "400");
+        assert!(
+            response.body["detail"].as_str().unwrap().contains(mentions),
+            "{}",
+            response.text
+        );
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/scim+json")
+        );
+    }
+    let created = idp.post("/Users", user("ada@acme.test")).await;
+    let path = format!("/Users/{}", created.body["id"].as_str().unwrap());
+    let atomic = idp
+        .patch(
+            &path,
+            patch(json!([
+                {"op": "replace", "path": "title", "value": "Applied?"},
+                {"op": "replace", "path": "emails[type eq", "value": "x"}
+            ])),
+        )
+        .await;
+    assert_eq!(atomic.status, 400);
+    assert_eq!(atomic.body["scimType"], "invalidPath");
+    let read_only = idp
+        .patch(
+            &path,
+            patch(json!([{"op": "replace", "path": "meta.created", "value": "x"}])),
+        )
+        .await;
+    assert_eq!(
+        read_only.body["scimType"], "mutability",
+        "{}",
+        read_only.text
+    );
+    let no_target = idp.patch(&path, patch(json!([{"op": "remove"}]))).await;
+    assert_eq!(no_target.body["scimType"], "noTarget");
+    let after = idp.get(&path).await;
+    assert!(
+        after.body.get("title").is_none(),
+        "a failed PATCH applies nothing"
+    );
+    assert_eq!(after.body["meta"]["version"], "W/\"1\"");
+    assert_eq!(server.count_rows("members"), 1);
+}
