@@ -14,6 +14,7 @@ use crate::db;
 use crate::domain::members::Member;
 use crate::domain::scim_users;
 use crate::error::{Error, ScimType, SCIM_CONTENT_TYPE};
+use crate::scim::discovery;
 use crate::scim::filter::Filter;
 use crate::scim::patch::PatchRequest;
 use crate::scim::resource::{etag, parse_selectors, project, Selector};
@@ -43,6 +44,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .patch(patch_user)
                     .delete(delete_user),
             )
+            .service(
+                web::resource(["/ServiceProviderConfig", "/ServiceProviderConfig/"])
+                    .get(service_provider_config),
+            )
+            .service(web::resource(["/ResourceTypes", "/ResourceTypes/"]).get(list_resource_types))
+            .service(
+                web::resource(["/ResourceTypes/{name}", "/ResourceTypes/{name}/"])
+                    .get(get_resource_type),
+            )
+            .service(web::resource(["/Schemas", "/Schemas/"]).get(list_schemas))
+            .service(web::resource(["/Schemas/{urn}", "/Schemas/{urn}/"]).get(get_schema))
+            .service(web::resource(["/Me", "/Me/{rest:.*}"]).to(me))
+            .service(web::resource(["/Bulk", "/Bulk/"]).to(bulk))
             .default_service(web::to(authenticated_not_found)),
     );
 }
@@ -352,6 +366,105 @@ async fn delete_user(
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+fn scim_base(state: &AppState, req: &HttpRequest) -> String {
+    format!("{}/scim/v2", base_url(state, req))
+}
+
+async fn service_provider_config(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    _tenant: ScimTenant,
+) -> HttpResponse {
+    let body = discovery::service_provider_config(
+        &scim_base(&state, &req),
+        DEFAULT_PAGE_SIZE,
+        MAX_PAGE_SIZE,
+    );
+    scim_response(HttpResponse::Ok(), &body)
+}
+
+async fn list_resource_types(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    _tenant: ScimTenant,
+) -> HttpResponse {
+    let base = scim_base(&state, &req);
+    let resources: Vec<Value> = discovery::RESOURCE_TYPES
+        .iter()
+        .map(|resource_type| discovery::resource_type(resource_type, &base))
+        .collect();
+    list_response(resources)
+}
+
+async fn get_resource_type(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    _tenant: ScimTenant,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    let resource_type = discovery::RESOURCE_TYPES
+        .iter()
+        .find(|resource_type| resource_type.name.eq_ignore_ascii_case(&name))
+        .ok_or_else(|| Error::not_found(format!("no resource type {name}")))?;
+    Ok(scim_response(
+        HttpResponse::Ok(),
+        &discovery::resource_type(resource_type, &scim_base(&state, &req)),
+    ))
+}
+
+async fn list_schemas(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    _tenant: ScimTenant,
+) -> HttpResponse {
+    let base = scim_base(&state, &req);
+    list_response(
+        discovery::schemas()
+            .into_iter()
+            .map(|schema| discovery::schema(schema, &base))
+            .collect(),
+    )
+}
+
+async fn get_schema(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    _tenant: ScimTenant,
+    urn: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    let schema = discovery::schemas()
+        .into_iter()
+        .find(|schema| schema.id.eq_ignore_ascii_case(&urn))
+        .ok_or_else(|| Error::not_found(format!("no schema {urn}")))?;
+    Ok(scim_response(
+        HttpResponse::Ok(),
+        &discovery::schema(schema, &scim_base(&state, &req)),
+    ))
+}
+
+fn list_response(resources: Vec<Value>) -> HttpResponse {
+    let total = resources.len() as u64;
+    let body = serde_json::to_value(ListResponse::new(resources, total, 1))
+        .expect("list responses serialize");
+    scim_response(HttpResponse::Ok(), &body)
+}
+
+/// RFC 7644 §3.11: `/Me` is the authenticated subject's own resource. A token here belongs to
+/// a connection, not to a user, so there is no such resource.
+async fn me(_tenant: ScimTenant) -> Result<HttpResponse, Error> {
+    Err(Error::NotImplemented(
+        "/Me is not supported: SCIM tokens belong to connections, not to users".into(),
+    ))
+}
+
+/// RFC 7644 §3.7: a server without bulk support answers 501 (ServiceProviderConfig says
+/// `bulk.supported: false`).
+async fn bulk(_tenant: ScimTenant) -> Result<HttpResponse, Error> {
+    Err(Error::NotImplemented(
+        "Bulk is not supported yet: send each operation on its own (ServiceProviderConfig: bulk.supported false)".into(),
+    ))
 }
 
 /// Unknown paths answer 404 — after authentication, so that the surface is not mapped

@@ -32,6 +32,7 @@ impl ListResponse {
     }
 }
 
+pub mod discovery;
 pub mod filter;
 pub mod patch;
 pub mod resource;

@@ -1,0 +1,190 @@
+//! The discovery resources (RFC 7644 §4, RFC 7643 §5–7): `/ServiceProviderConfig`,
+//! `/ResourceTypes` and `/Schemas`, rendered from the same definitions that validate and
+//! project resources, so what is advertised is what round-trips.
+
+use serde_json::{json, Map, Value};
+
+use super::schema::{
+    Attribute, Kind, Mutability, ResourceType, Returned, Schema, Uniqueness, USER_RESOURCE,
+};
+
+pub const SERVICE_PROVIDER_CONFIG_URN: &str =
+    "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
+pub const RESOURCE_TYPE_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
+pub const SCHEMA_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
+
+/// The resource types this server serves.
+pub const RESOURCE_TYPES: &[&ResourceType] = &[&USER_RESOURCE];
+
+/// What the server supports, as RFC 7643 §5 describes it. `maxResults` and the page sizes are
+/// the list limits the endpoints enforce.
+pub fn service_provider_config(base: &str, default_page_size: u64, max_page_size: u64) -> Value {
+    json!({
+        "schemas": [SERVICE_PROVIDER_CONFIG_URN],
+        "patch": {"supported": true},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": true, "maxResults": max_page_size},
+        // The password is accepted and dropped, never stored: nothing to change.
+        "changePassword": {"supported": false},
+        "sort": {"supported": false},
+        "etag": {"supported": true},
+        "pagination": {
+            "cursor": false,
+            "index": true,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": default_page_size,
+            "maxPageSize": max_page_size,
+        },
+        "authenticationSchemes": [{
+            "type": "oauthbearertoken",
+            "name": "Bearer token",
+            "description": "The SCIM connection's token, sent as `Authorization: Bearer <token>`.",
+            "primary": true,
+        }],
+        "meta": {
+            "resourceType": "ServiceProviderConfig",
+            "location": format!("{base}/ServiceProviderConfig"),
+        },
+    })
+}
+
+pub fn resource_type(resource_type: &ResourceType, base: &str) -> Value {
+    let extensions: Vec<Value> = resource_type
+        .extensions
+        .iter()
+        .map(|schema| json!({"schema": schema.id, "required": false}))
+        .collect();
+    json!({
+        "schemas": [RESOURCE_TYPE_URN],
+        "id": resource_type.name,
+        "name": resource_type.name,
+        "endpoint": resource_type.endpoint,
+        "description": resource_type.description,
+        "schema": resource_type.core.id,
+        "schemaExtensions": extensions,
+        "meta": {
+            "resourceType": "ResourceType",
+            "location": format!("{base}/ResourceTypes/{}", resource_type.name),
+        },
+    })
+}
+
+/// The schemas of the served resource types, core first.
+pub fn schemas() -> Vec<&'static Schema> {
+    RESOURCE_TYPES
+        .iter()
+        .flat_map(|resource_type| {
+            std::iter::once(resource_type.core).chain(resource_type.extensions.iter().copied())
+        })
+        .collect()
+}
+
+pub fn schema(schema: &Schema, base: &str) -> Value {
+    json!({
+        "schemas": [SCHEMA_URN],
+        "id": schema.id,
+        "name": schema.name,
+        "description": schema.description,
+        "attributes": schema.attributes.iter().map(attribute).collect::<Vec<_>>(),
+        "meta": {
+            "resourceType": "Schema",
+            "location": format!("{base}/Schemas/{}", schema.id),
+        },
+    })
+}
+
+fn attribute(attribute: &Attribute) -> Value {
+    let mut out = Map::new();
+    out.insert("name".into(), json!(attribute.name));
+    out.insert("type".into(), json!(kind(attribute.kind)));
+    out.insert("multiValued".into(), json!(attribute.multi_valued));
+    out.insert("description".into(), json!(attribute.description));
+    out.insert("required".into(), json!(attribute.required));
+    if !attribute.canonical_values.is_empty() {
+        out.insert("canonicalValues".into(), json!(attribute.canonical_values));
+    }
+    out.insert("caseExact".into(), json!(attribute.case_exact));
+    out.insert("mutability".into(), json!(mutability(attribute.mutability)));
+    out.insert("returned".into(), json!(returned(attribute.returned)));
+    out.insert("uniqueness".into(), json!(uniqueness(attribute.uniqueness)));
+    if !attribute.reference_types.is_empty() {
+        out.insert("referenceTypes".into(), json!(attribute.reference_types));
+    }
+    if !attribute.sub_attributes.is_empty() {
+        out.insert(
+            "subAttributes".into(),
+            Value::Array(
+                attribute
+                    .sub_attributes
+                    .iter()
+                    .map(self::attribute)
+                    .collect(),
+            ),
+        );
+    }
+    Value::Object(out)
+}
+
+fn kind(kind: Kind) -> &'static str {
+    match kind {
+        Kind::String => "string",
+        Kind::Boolean => "boolean",
+        Kind::Decimal => "decimal",
+        Kind::Integer => "integer",
+        Kind::DateTime => "dateTime",
+        Kind::Reference => "reference",
+        Kind::Binary => "binary",
+        Kind::Complex => "complex",
+    }
+}
+
+fn mutability(mutability: Mutability) -> &'static str {
+    match mutability {
+        Mutability::ReadOnly => "readOnly",
+        Mutability::ReadWrite => "readWrite",
+        Mutability::Immutable => "immutable",
+        Mutability::WriteOnly => "writeOnly",
+    }
+}
+
+fn returned(returned: Returned) -> &'static str {
+    match returned {
+        Returned::Always => "always",
+        Returned::Never => "never",
+        Returned::Default => "default",
+        Returned::Request => "request",
+    }
+}
+
+fn uniqueness(uniqueness: Uniqueness) -> &'static str {
+    match uniqueness {
+        Uniqueness::None => "none",
+        Uniqueness::Server => "server",
+        Uniqueness::Global => "global",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_schema_advertises_each_attribute_with_its_characteristics() {
+        let user = schema(USER_RESOURCE.core, "http://x/scim/v2");
+        let attributes = user["attributes"].as_array().unwrap();
+        let user_name = attributes.iter().find(|a| a["name"] == "userName").unwrap();
+        assert_eq!(user_name["required"], true);
+        assert_eq!(user_name["uniqueness"], "server");
+        assert_eq!(user_name["caseExact"], false);
+        let password = attributes.iter().find(|a| a["name"] == "password").unwrap();
+        assert_eq!(password["mutability"], "writeOnly");
+        assert_eq!(password["returned"], "never");
+        let emails = attributes.iter().find(|a| a["name"] == "emails").unwrap();
+        assert_eq!(emails["multiValued"], true);
+        assert_eq!(emails["subAttributes"].as_array().unwrap().len(), 4);
+        assert_eq!(
+            user["meta"]["location"],
+            format!("http://x/scim/v2/Schemas/{}", USER_RESOURCE.core.id)
+        );
+    }
+}

@@ -1,0 +1,160 @@
+mod common;
+
+use common::{Db, TestServer};
+use rstest::rstest;
+use serde_json::{json, Map, Value};
+
+const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn discovery_describes_what_the_server_does(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+
+    let config = idp.get("/ServiceProviderConfig").await;
+    assert_eq!(config.status, 200, "{}", config.text);
+    assert_eq!(config.header("content-type"), Some("application/scim+json"));
+    assert_eq!(config.body["patch"]["supported"], true);
+    assert_eq!(config.body["etag"]["supported"], true);
+    assert_eq!(config.body["bulk"]["supported"], false);
+    assert_eq!(config.body["filter"]["maxResults"], 1000);
+    assert_eq!(
+        config.body["authenticationSchemes"][0]["type"],
+        "oauthbearertoken"
+    );
+
+    let types = idp.get("/ResourceTypes").await;
+    assert_eq!(types.body["totalResults"], 1);
+    let user_type = &types.body["Resources"][0];
+    assert_eq!(user_type["endpoint"], "/Users");
+    assert_eq!(user_type["schemaExtensions"][0]["schema"], ENTERPRISE_URN);
+    assert_eq!(idp.get("/ResourceTypes/User").await.body, *user_type);
+
+    let schemas = idp.get("/Schemas").await;
+    let ids: Vec<&str> = schemas.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [USER_URN, ENTERPRISE_URN]);
+    let user_schema = idp.get(&format!("/Schemas/{USER_URN}")).await;
+    assert_eq!(user_schema.body, schemas.body["Resources"][0]);
+
+    assert_eq!(idp.get("/Schemas/urn:nope").await.status, 404);
+    assert_eq!(idp.get("/ResourceTypes/Widget").await.status, 404);
+    for (method, path, status) in [
+        ("POST", "/Schemas", 405),
+        ("PUT", "/ServiceProviderConfig", 405),
+        ("GET", "/Me", 501),
+        ("POST", "/Bulk", 501),
+    ] {
+        let response = idp.send(method, path, Some(b"{}".to_vec()), &[]).await;
+        assert_eq!(
+            response.status, status,
+            "{method} {path}: {}",
+            response.text
+        );
+        assert_eq!(
+            response.body["schemas"][0],
+            "urn:ietf:params:scim:api:messages:2.0:Error"
+        );
+    }
+    assert_eq!(
+        server
+            .client(None)
+            .get("/scim/v2/ServiceProviderConfig")
+            .await
+            .status,
+        401
+    );
+}
+
+/// A value of the advertised type for an attribute.
+fn sample(attribute: &Value, n: usize) -> Value {
+    match attribute["type"].as_str().unwrap() {
+        "boolean" => json!(true),
+        "integer" => json!(n),
+        "decimal" => json!(n as f64 + 0.5),
+        "dateTime" => json!("2026-11-23T12:00:00Z"),
+        "reference" => json!(format!("https://example.test/{n}")),
+        "binary" => json!("TUlJRGFqQ0NBbEtnQXdJQkFnSUpBTA=="),
+        "complex" => {
+            let mut object = Map::new();
+            for (m, sub) in attribute["subAttributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+            {
+                if sub["mutability"] == "readWrite" || sub["mutability"] == "immutable" {
+                    object.insert(
+                        sub["name"].as_str().unwrap().into(),
+                        sample(sub, n * 10 + m),
+                    );
+                }
+            }
+            Value::Object(object)
+        }
+        _ => match attribute["canonicalValues"].as_array() {
+            Some(values) => values[0].clone(),
+            None => json!(format!(
+                "{}-{n}@example.test",
+                attribute["name"].as_str().unwrap()
+            )),
+        },
+    }
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn every_advertised_writable_attribute_reads_back_as_written(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let mut user = Map::new();
+    user.insert("schemas".into(), json!([USER_URN, ENTERPRISE_URN]));
+    for schema_id in [USER_URN, ENTERPRISE_URN] {
+        let schema = idp.get(&format!("/Schemas/{schema_id}")).await.body;
+        let mut attributes = Map::new();
+        for (n, attribute) in schema["attributes"].as_array().unwrap().iter().enumerate() {
+            if attribute["mutability"] != "readWrite" {
+                continue;
+            }
+            let value = sample(attribute, n);
+            let value = if attribute["multiValued"] == true {
+                json!([value])
+            } else {
+                value
+            };
+            attributes.insert(attribute["name"].as_str().unwrap().into(), value);
+        }
+        if schema_id == USER_URN {
+            attributes.insert("userName".into(), json!("every.attribute@acme.test"));
+            user.extend(attributes);
+        } else {
+            user.insert(schema_id.into(), Value::Object(attributes));
+        }
+    }
+    let created = idp.post("/Users", Value::Object(user.clone())).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let read = idp
+        .get(&format!("/Users/{}", created.body["id"].as_str().unwrap()))
+        .await;
+    for (name, value) in &user {
+        if name == "schemas" {
+            continue;
+        }
+        assert_eq!(
+            read.body.get(name),
+            Some(value),
+            "{name} did not round-trip: {}",
+            read.text
+        );
+    }
+}
