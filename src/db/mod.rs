@@ -153,6 +153,8 @@ pub fn migrate(conn: &mut DbConn) -> Result<Vec<String>, Error> {
     applied.map_err(|error| Error::Internal(format!("migration failed: {error}")))
 }
 
+static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `change` in one write transaction: committed when it returns `Ok`, rolled back when
 /// it returns `Err`. On SQLite the transaction takes the write lock at its start
 /// (`BEGIN IMMEDIATE`), so two writers never both read and then fail to upgrade their lock.
@@ -164,12 +166,22 @@ pub fn write<T, E>(
 where
     E: From<diesel::result::Error>,
 {
-    match conn {
+    // SQLite admits one writer at a time. Writers of this process queue on a mutex instead of
+    // polling the file lock through the busy handler, whose sleeps made write latency spiky
+    // under load (BENCHMARKS.md); the busy timeout still covers other processes.
+    let _writer = match conn {
         DbConn::Sqlite(sqlite) => {
-            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?
+            let writer = SQLITE_WRITER
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+            Some(writer)
         }
-        DbConn::Postgres(pg) => AnsiTransactionManager::begin_transaction(pg)?,
-    }
+        DbConn::Postgres(pg) => {
+            AnsiTransactionManager::begin_transaction(pg)?;
+            None
+        }
+    };
     match change(conn) {
         Ok(value) => {
             <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
