@@ -623,3 +623,44 @@ async fn bad_input_is_a_scim_error_with_the_right_type_and_writes_nothing(#[case
     assert_eq!(after.body["meta"]["version"], "W/\"1\"");
     assert_eq!(server.count_rows("members"), 1);
 }
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn concurrent_patches_without_if_match_all_succeed_and_all_apply(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let id = idp.post("/Users", user("ada@acme.test")).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let writers: Vec<_> = (0..12)
+        .map(|writer| {
+            let idp = idp.clone();
+            let path = format!("/Users/{id}");
+            actix_rt::spawn(async move {
+                let body = patch(json!([{"op": "add", "path": "entitlements", "value": [{"value": format!("e{writer:02}")}]}]));
+                idp.patch(&path, body).await
+            })
+        })
+        .collect();
+    for writer in writers {
+        let response = writer.await.unwrap();
+        assert_eq!(
+            response.status, 200,
+            "no If-Match, so no 412: {}",
+            response.text
+        );
+    }
+    let user = idp.get(&format!("/Users/{id}")).await;
+    let mut values: Vec<&str> = user.body["entitlements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    values.sort();
+    let expected: Vec<String> = (0..12).map(|n| format!("e{n:02}")).collect();
+    assert_eq!(values, expected);
+}

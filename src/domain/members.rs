@@ -178,6 +178,18 @@ pub fn find_by_email(
         .transpose()
 }
 
+/// Locks the member's row until the transaction ends (PostgreSQL `FOR UPDATE`); a writer that
+/// reads, decides and writes then never works from a stale read. On SQLite the write
+/// transaction already holds the database's only write lock.
+pub fn lock(conn: &mut DbConn, member_id: &str) -> Result<(), Error> {
+    if let DbConn::Postgres(pg) = conn {
+        diesel::sql_query("SELECT member_id FROM members WHERE member_id = $1 FOR UPDATE")
+            .bind::<diesel::sql_types::Text, _>(member_id)
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
 /// Inserts a new member and records `event_type` (`member.created`, …).
 pub fn insert(
     conn: &mut DbConn,

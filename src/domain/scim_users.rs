@@ -270,6 +270,13 @@ pub fn get(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Member, Error
         .into_member()
 }
 
+/// `get`, holding the member's row until the write commits, so that a concurrent writer
+/// waits instead of changing it between this read and this write.
+fn get_for_write(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Member, Error> {
+    members::lock(conn, id)?;
+    get(conn, tenant, id)
+}
+
 fn check_version(member: &Member, expected: Option<i64>) -> Result<(), Error> {
     match expected {
         Some(version) if version != member.version => {
@@ -288,9 +295,9 @@ pub fn replace(
     expected: Option<i64>,
     input: &Value,
 ) -> Result<Member, Error> {
-    let before = get(conn, tenant, id)?;
-    check_version(&before, expected)?;
     let fields = user_fields(resource::normalize(&USER_RESOURCE, input)?)?;
+    let before = get_for_write(conn, tenant, id)?;
+    check_version(&before, expected)?;
     save(conn, tenant, actor, before, fields)
 }
 
@@ -303,7 +310,7 @@ pub fn patch(
     expected: Option<i64>,
     request: &PatchRequest,
 ) -> Result<Member, Error> {
-    let before = get(conn, tenant, id)?;
+    let before = get_for_write(conn, tenant, id)?;
     check_version(&before, expected)?;
     let mut current = before
         .scim_registration
@@ -371,7 +378,7 @@ pub fn delete(
     id: &str,
     expected: Option<i64>,
 ) -> Result<(), Error> {
-    let before = get(conn, tenant, id)?;
+    let before = get_for_write(conn, tenant, id)?;
     check_version(&before, expected)?;
     let after = Member {
         status: MemberStatus::Deleted,
