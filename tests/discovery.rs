@@ -28,7 +28,7 @@ async fn discovery_describes_what_the_server_does(#[case] db: Db) {
     );
 
     let types = idp.get("/ResourceTypes").await;
-    assert_eq!(types.body["totalResults"], 1);
+    assert_eq!(types.body["totalResults"], 2);
     let user_type = &types.body["Resources"][0];
     assert_eq!(user_type["endpoint"], "/Users");
     assert_eq!(user_type["schemaExtensions"][0]["schema"], ENTERPRISE_URN);
@@ -41,7 +41,18 @@ async fn discovery_describes_what_the_server_does(#[case] db: Db) {
         .iter()
         .map(|s| s["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, [USER_URN, ENTERPRISE_URN]);
+    assert_eq!(
+        ids,
+        [
+            USER_URN,
+            ENTERPRISE_URN,
+            "urn:ietf:params:scim:schemas:core:2.0:Group"
+        ]
+    );
+    assert_eq!(
+        idp.get("/ResourceTypes/Group").await.body["endpoint"],
+        "/Groups"
+    );
     let user_schema = idp.get(&format!("/Schemas/{USER_URN}")).await;
     assert_eq!(user_schema.body, schemas.body["Resources"][0]);
 

@@ -70,6 +70,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     scim_tokens,
     events,
     members,
+    scim_groups,
+    group_members,
 );
 
 diesel::table! {
@@ -94,4 +96,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    scim_groups (group_id) {
+        group_id -> Text,
+        organization_id -> Text,
+        connection_id -> Text,
+        display_name -> Text,
+        display_name_key -> Text,
+        external_id -> Nullable<Text>,
+        attributes -> Text,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    group_members (group_id, member_id) {
+        group_id -> Text,
+        member_id -> Text,
+    }
+}
+
 diesel::joinable!(members -> organizations (organization_id));
+diesel::joinable!(group_members -> scim_groups (group_id));
+diesel::joinable!(group_members -> members (member_id));

@@ -1,16 +1,20 @@
 //! SCIM Users of a connection are members of its organization. This module maps one onto the
 //! other: which member a User is, its email, its status, and what the IdP may see.
 
+use std::collections::HashMap;
+
 use diesel::prelude::*;
 use serde_json::{Map, Value};
 
 use super::connections::Tenant;
 use super::members::{self, lookup_key, Member, MemberRow, MemberStatus, ScimRegistration};
+use super::scim_groups;
 use super::{new_id, now, Actor};
 use crate::db::schema::{members as members_table, scim_connections};
 use crate::db::DbConn;
 use crate::error::{Error, ScimType};
-use crate::scim::filter::{CompareOp, Filter, Literal};
+use crate::scim::filter::Filter;
+use crate::scim::list::{mentions, required_equality, Page};
 use crate::scim::patch::{self, PatchRequest};
 use crate::scim::resource::{self, check_required, Attributes, Meta, ResourceRules};
 use crate::scim::schema::USER_RESOURCE;
@@ -18,8 +22,12 @@ use crate::scim::schema::USER_RESOURCE;
 /// Rows read per batch when a filter must be evaluated in Rust.
 const SCAN_BATCH: i64 = 500;
 
-/// The SCIM User a member is, as its connection sees it.
-pub fn render(member: &Member, base_url: &str) -> Value {
+/// A group a user belongs to: (group id, displayName).
+pub type UserGroup = (String, String);
+
+/// The SCIM User a member is, as its connection sees it; `groups` is read-only and derived
+/// from group membership.
+pub fn render(member: &Member, groups: &[UserGroup], base_url: &str) -> Value {
     let mut attributes = member
         .scim_registration
         .as_ref()
@@ -29,6 +37,20 @@ pub fn render(member: &Member, base_url: &str) -> Value {
         "active".into(),
         Value::Bool(member.status != MemberStatus::Inactive),
     );
+    if !groups.is_empty() {
+        let groups = groups
+            .iter()
+            .map(|(group_id, display_name)| {
+                serde_json::json!({
+                    "value": group_id,
+                    "$ref": scim_groups::location(base_url, group_id),
+                    "display": display_name,
+                    "type": "direct",
+                })
+            })
+            .collect();
+        attributes.insert("groups".into(), Value::Array(groups));
+    }
     let meta = Meta {
         created: member.created_at,
         last_modified: member.updated_at,
@@ -36,6 +58,25 @@ pub fn render(member: &Member, base_url: &str) -> Value {
         version: member.version,
     };
     resource::render(&USER_RESOURCE, &member.member_id, &attributes, &meta)
+}
+
+/// The groups of each of these members, by member id.
+pub fn groups_of(
+    conn: &mut DbConn,
+    members: &[Member],
+) -> Result<HashMap<String, Vec<UserGroup>>, Error> {
+    let ids: Vec<&str> = members
+        .iter()
+        .map(|member| member.member_id.as_str())
+        .collect();
+    let mut groups: HashMap<String, Vec<UserGroup>> = HashMap::new();
+    for (member_id, group_id, display_name) in scim_groups::groups_of(conn, &ids)? {
+        groups
+            .entry(member_id)
+            .or_default()
+            .push((group_id, display_name));
+    }
+    Ok(groups)
 }
 
 pub fn location(base_url: &str, member_id: &str) -> String {
@@ -385,7 +426,7 @@ pub fn delete(
         ..before.clone()
     };
     members::update(conn, actor, &before, after, "member.deleted")?;
-    Ok(())
+    scim_groups::remove_from_all_groups(conn, &before.member_id)
 }
 
 /// One page of the connection's users that match `filter`, in creation order, and how many
@@ -399,8 +440,6 @@ pub fn list(
     start_index: u64,
     count: u64,
 ) -> Result<(u64, Vec<Member>), Error> {
-    let offset = start_index.saturating_sub(1);
-    let narrowed = filter.and_then(indexed_equality);
     let Some(filter) = filter else {
         let total = live_users(tenant).count().get_result::<i64>(conn)? as u64;
         let page = live_users(tenant)
@@ -408,7 +447,7 @@ pub fn list(
                 members_table::created_at.asc(),
                 members_table::member_id.asc(),
             ))
-            .offset(offset as i64)
+            .offset(start_index.saturating_sub(1) as i64)
             .limit(count as i64)
             .select(MemberRow::as_select())
             .load(conn)?
@@ -417,9 +456,10 @@ pub fn list(
             .collect::<Result<_, _>>()?;
         return Ok((total, page));
     };
+    let indexed = required_equality(filter, INDEXED);
+    let filter_groups = mentions(filter, "groups");
     let rules = ResourceRules(&USER_RESOURCE);
-    let mut total = 0u64;
-    let mut page = Vec::new();
+    let mut page = Page::new(start_index, count);
     let mut after: Option<(chrono::NaiveDateTime, String)> = None;
     loop {
         let mut query = live_users(tenant)
@@ -429,15 +469,15 @@ pub fn list(
             ))
             .limit(SCAN_BATCH)
             .select(MemberRow::as_select());
-        query = match &narrowed {
-            Some(Indexed::Id(id)) => query.filter(members_table::member_id.eq(id.clone())),
-            Some(Indexed::UserName(user_name)) => {
+        query = match indexed {
+            Some((("id", _), id)) => query.filter(members_table::member_id.eq(id.to_string())),
+            Some((("userName", _), user_name)) => {
                 query.filter(members_table::scim_user_name_key.eq(lookup_key(user_name)))
             }
-            Some(Indexed::ExternalId(external_id)) => {
-                query.filter(members_table::scim_external_id.eq(external_id.clone()))
+            Some((("externalId", _), external_id)) => {
+                query.filter(members_table::scim_external_id.eq(external_id.to_string()))
             }
-            None => query,
+            _ => query,
         };
         if let Some((created_at, member_id)) = &after {
             query = query.filter(
@@ -453,18 +493,26 @@ pub fn list(
         for row in batch {
             let member = row.into_member()?;
             after = Some((member.created_at, member.member_id.clone()));
-            if filter.matches(&render(&member, base_url), &rules) {
-                total += 1;
-                if total > offset && (page.len() as u64) < count {
-                    page.push(member);
-                }
+            // A user's groups are read only when the filter looks at them.
+            let groups = if filter_groups {
+                groups_of(conn, std::slice::from_ref(&member))?
+                    .remove(&member.member_id)
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            if filter.matches(&render(&member, &groups, base_url), &rules) {
+                page.offer(member);
             }
         }
         if exhausted {
-            return Ok((total, page));
+            return Ok((page.total, page.items));
         }
     }
 }
+
+/// The attributes whose equality an index answers.
+const INDEXED: &[(&str, Option<&str>)] = &[("id", None), ("userName", None), ("externalId", None)];
 
 /// The connection's users that are not deleted.
 fn live_users(
@@ -474,42 +522,6 @@ fn live_users(
         .filter(members_table::scim_connection_id.eq(tenant.connection_id.as_str()))
         .filter(members_table::status.ne(MemberStatus::Deleted.as_str()))
         .into_boxed()
-}
-
-/// An equality a filter requires on an indexed attribute.
-enum Indexed {
-    Id(String),
-    UserName(String),
-    ExternalId(String),
-}
-
-/// The indexed equality that every match of `filter` must satisfy, if there is one: the
-/// filter itself, or either side of a top-level `and`.
-fn indexed_equality(filter: &Filter) -> Option<Indexed> {
-    match filter {
-        Filter::Compare {
-            path,
-            op: CompareOp::Eq,
-            value: Literal::String(value),
-        } if path.sub.is_none()
-            && path
-                .urn
-                .as_deref()
-                .is_none_or(|urn| urn.eq_ignore_ascii_case(USER_RESOURCE.core.id)) =>
-        {
-            if path.name.eq_ignore_ascii_case("id") {
-                Some(Indexed::Id(value.clone()))
-            } else if path.name.eq_ignore_ascii_case("userName") {
-                Some(Indexed::UserName(value.clone()))
-            } else if path.name.eq_ignore_ascii_case("externalId") {
-                Some(Indexed::ExternalId(value.clone()))
-            } else {
-                None
-            }
-        }
-        Filter::And(left, right) => indexed_equality(left).or_else(|| indexed_equality(right)),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 use serde_json::{json, Map, Value};
 
 use super::schema::{
-    Attribute, Kind, Mutability, ResourceType, Returned, Schema, Uniqueness, USER_RESOURCE,
+    Attribute, Kind, Mutability, ResourceType, Returned, Schema, Uniqueness, GROUP_RESOURCE,
+    USER_RESOURCE,
 };
 
 pub const SERVICE_PROVIDER_CONFIG_URN: &str =
@@ -14,7 +15,7 @@ pub const RESOURCE_TYPE_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Resou
 pub const SCHEMA_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 
 /// The resource types this server serves.
-pub const RESOURCE_TYPES: &[&ResourceType] = &[&USER_RESOURCE];
+pub const RESOURCE_TYPES: &[&ResourceType] = &[&USER_RESOURCE, &GROUP_RESOURCE];
 
 /// What the server supports, as RFC 7643 §5 describes it. `maxResults` and the page sizes are
 /// the list limits the endpoints enforce.

@@ -34,6 +34,7 @@ impl ListResponse {
 
 pub mod discovery;
 pub mod filter;
+pub mod list;
 pub mod patch;
 pub mod resource;
 pub mod schema;

@@ -460,6 +460,18 @@ pub struct Selector {
     sub: Option<String>,
 }
 
+impl Selector {
+    /// Whether this selector names the core attribute `name` (whole or one of its
+    /// sub-attributes).
+    pub fn names(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+            && self.urn.as_deref().is_none_or(|urn| {
+                urn.to_ascii_lowercase()
+                    .starts_with("urn:ietf:params:scim:schemas:core:2.0:")
+            })
+    }
+}
+
 /// Parses a comma-separated `attributes` / `excludedAttributes` list.
 pub fn parse_selectors(list: &str) -> Vec<Selector> {
     list.split(',')

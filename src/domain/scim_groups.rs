@@ -1,0 +1,870 @@
+//! SCIM Groups of a connection and their membership. Membership lives in `group_members`,
+//! one row a member, so a change costs the same whatever the group's size; only reads that
+//! ask for `members` load them.
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde_json::{json, Map, Value};
+
+use super::connections::Tenant;
+use super::events::{self, previous_values, Event};
+use super::members::{lookup_key, MemberStatus};
+use super::{new_id, now, Actor};
+use crate::db::schema::{group_members, members, scim_connections, scim_groups};
+use crate::db::DbConn;
+use crate::error::{Error, ScimType};
+use crate::scim::filter::{CompareOp, Filter, Literal, PatchPath};
+use crate::scim::list::{mentions, required_equality, Page};
+use crate::scim::patch::{self, Op, Operation, PatchRequest};
+use crate::scim::resource::{
+    self, check_required, normalize_value, Attributes, Meta, ResourceRules,
+};
+use crate::scim::schema::GROUP_RESOURCE;
+
+/// Rows read per batch when a filter must be evaluated in Rust.
+const SCAN_BATCH: i64 = 500;
+/// Member ids looked up or written per statement.
+const ID_BATCH: usize = 500;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub group_id: String,
+    pub organization_id: String,
+    pub connection_id: String,
+    /// Canonical attributes without `members`: `displayName`, `externalId`.
+    pub attributes: Attributes,
+    pub version: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A member of a group as the group shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub display: String,
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = scim_groups, treat_none_as_null = true)]
+struct GroupRow {
+    group_id: String,
+    organization_id: String,
+    connection_id: String,
+    display_name: String,
+    display_name_key: String,
+    external_id: Option<String>,
+    attributes: String,
+    version: i64,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl GroupRow {
+    fn into_group(self) -> Result<Group, Error> {
+        Ok(Group {
+            attributes: serde_json::from_str(&self.attributes).map_err(|error| {
+                Error::internal(format!("stored attributes of {}: {error}", self.group_id))
+            })?,
+            group_id: self.group_id,
+            organization_id: self.organization_id,
+            connection_id: self.connection_id,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+
+    fn from_group(group: &Group) -> Self {
+        let text = |key: &str| {
+            group
+                .attributes
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let display_name = text("displayName").unwrap_or_default();
+        GroupRow {
+            group_id: group.group_id.clone(),
+            organization_id: group.organization_id.clone(),
+            connection_id: group.connection_id.clone(),
+            display_name_key: lookup_key(&display_name),
+            display_name,
+            external_id: text("externalId"),
+            attributes: Value::Object(group.attributes.clone()).to_string(),
+            version: group.version,
+            created_at: group.created_at,
+            updated_at: group.updated_at,
+        }
+    }
+}
+
+impl Group {
+    fn display_name(&self) -> &str {
+        self.attributes
+            .get("displayName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The group as events carry it: without its members, which events name one by one.
+    fn to_value(&self) -> Value {
+        json!({
+            "group_id": self.group_id,
+            "connection_id": self.connection_id,
+            "display_name": self.display_name(),
+            "external_id": self.attributes.get("externalId"),
+        })
+    }
+}
+
+pub fn location(base_url: &str, group_id: &str) -> String {
+    format!("{base_url}/scim/v2/Groups/{group_id}")
+}
+
+/// The SCIM Group; `members` only when they were loaded (RFC 7644 lets a server leave out
+/// what was not asked for, and large groups are only expensive when they are read).
+pub fn render(group: &Group, members: Option<&[GroupMember]>, base_url: &str) -> Value {
+    let mut attributes = group.attributes.clone();
+    if let Some(members) = members.filter(|members| !members.is_empty()) {
+        let members = members
+            .iter()
+            .map(|member| {
+                json!({
+                    "value": member.member_id,
+                    "$ref": super::scim_users::location(base_url, &member.member_id),
+                    "type": "User",
+                    "display": member.display,
+                })
+            })
+            .collect();
+        attributes.insert("members".into(), Value::Array(members));
+    }
+    let meta = Meta {
+        created: group.created_at,
+        last_modified: group.updated_at,
+        location: location(base_url, &group.group_id),
+        version: group.version,
+    };
+    resource::render(&GROUP_RESOURCE, &group.group_id, &attributes, &meta)
+}
+
+/// What a write did to a group's membership, for its events.
+#[derive(Debug, Default)]
+struct MembershipChange {
+    added: BTreeSet<String>,
+    removed: BTreeSet<String>,
+    /// Ids that name no live user of this connection: skipped, and recorded.
+    skipped: BTreeSet<String>,
+}
+
+impl MembershipChange {
+    fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Splits normalised attributes into the group's own and its member ids.
+fn take_member_ids(attributes: &mut Attributes) -> Vec<String> {
+    match attributes.remove("members") {
+        Some(Value::Array(members)) => members
+            .iter()
+            .filter_map(|member| {
+                member
+                    .get("value")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn ensure_connection(conn: &mut DbConn, tenant: &Tenant) -> Result<(), Error> {
+    let exists = scim_connections::table
+        .find(&tenant.connection_id)
+        .filter(scim_connections::organization_id.eq(&tenant.organization_id))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0;
+    if !exists {
+        return Err(Error::Unauthorized {
+            error_type: "invalid_token",
+            message: "the bearer token's SCIM connection no longer exists".into(),
+        });
+    }
+    Ok(())
+}
+
+/// POST /Groups, with or without members.
+pub fn create(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    actor: &Actor,
+    input: &Value,
+) -> Result<Group, Error> {
+    let mut attributes = resource::normalize(&GROUP_RESOURCE, input)?;
+    check_required(&GROUP_RESOURCE, &attributes)?;
+    let member_ids = take_member_ids(&mut attributes);
+    ensure_connection(conn, tenant)?;
+    let at = now();
+    let group = Group {
+        group_id: new_id("group"),
+        organization_id: tenant.organization_id.clone(),
+        connection_id: tenant.connection_id.clone(),
+        attributes,
+        version: 1,
+        created_at: at,
+        updated_at: at,
+    };
+    ensure_display_name_free(conn, tenant, group.display_name(), None)?;
+    diesel::insert_into(scim_groups::table)
+        .values(GroupRow::from_group(&group))
+        .execute(conn)
+        .map_err(|error| display_name_conflict(error, group.display_name()))?;
+    record(conn, actor, &group, "group.created", group.to_value(), None)?;
+    let mut change = MembershipChange::default();
+    add_members(conn, tenant, &group.group_id, &member_ids, &mut change)?;
+    record_membership(conn, actor, &group, &change)?;
+    Ok(group)
+}
+
+/// The group `id` of this connection; anything else is 404, exactly alike.
+pub fn get(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Group, Error> {
+    scim_groups::table
+        .find(id)
+        .filter(scim_groups::connection_id.eq(&tenant.connection_id))
+        .select(GroupRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| Error::not_found(format!("no Group {id}")))?
+        .into_group()
+}
+
+/// `get`, holding the group's row until the write commits (see `members::lock`).
+fn get_for_write(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Group, Error> {
+    if let DbConn::Postgres(pg) = conn {
+        diesel::sql_query("SELECT group_id FROM scim_groups WHERE group_id = $1 FOR UPDATE")
+            .bind::<diesel::sql_types::Text, _>(id)
+            .execute(pg)?;
+    }
+    get(conn, tenant, id)
+}
+
+/// The group's members, with what each shows as `display`.
+pub fn members_of(conn: &mut DbConn, group_id: &str) -> Result<Vec<GroupMember>, Error> {
+    let rows: Vec<(String, String, Option<String>)> = group_members::table
+        .inner_join(members::table)
+        .filter(group_members::group_id.eq(group_id))
+        .order(group_members::member_id.asc())
+        .select((
+            group_members::member_id,
+            members::name,
+            members::scim_user_name,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(member_id, name, user_name)| GroupMember {
+            display: if name.is_empty() {
+                user_name.unwrap_or_default()
+            } else {
+                name
+            },
+            member_id,
+        })
+        .collect())
+}
+
+/// The groups a member belongs to, as (group id, displayName), for the user's `groups`.
+pub fn groups_of(
+    conn: &mut DbConn,
+    member_ids: &[&str],
+) -> Result<Vec<(String, String, String)>, Error> {
+    let mut found = Vec::new();
+    for chunk in member_ids.chunks(ID_BATCH) {
+        let rows: Vec<(String, String, String)> = group_members::table
+            .inner_join(scim_groups::table)
+            .filter(group_members::member_id.eq_any(chunk))
+            .order((
+                scim_groups::display_name_key.asc(),
+                scim_groups::group_id.asc(),
+            ))
+            .select((
+                group_members::member_id,
+                scim_groups::group_id,
+                scim_groups::display_name,
+            ))
+            .load(conn)?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+/// PUT /Groups/{id}: replaces displayName, externalId and the whole membership.
+pub fn replace(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    actor: &Actor,
+    id: &str,
+    expected: Option<i64>,
+    input: &Value,
+) -> Result<Group, Error> {
+    let mut attributes = resource::normalize(&GROUP_RESOURCE, input)?;
+    check_required(&GROUP_RESOURCE, &attributes)?;
+    let member_ids = take_member_ids(&mut attributes);
+    let before = get_for_write(conn, tenant, id)?;
+    check_version(&before, expected)?;
+    let mut change = MembershipChange::default();
+    set_members(conn, tenant, &before.group_id, &member_ids, &mut change)?;
+    save(conn, tenant, actor, before, attributes, change)
+}
+
+/// PATCH /Groups/{id}. Operations on `members` run against the join table in order; the
+/// others apply to the group's own attributes. All of it commits or none.
+pub fn patch(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    actor: &Actor,
+    id: &str,
+    expected: Option<i64>,
+    request: &PatchRequest,
+) -> Result<Group, Error> {
+    let before = get_for_write(conn, tenant, id)?;
+    check_version(&before, expected)?;
+    let mut attribute_operations = Vec::new();
+    let mut change = MembershipChange::default();
+    for operation in &request.operations {
+        match split_members(operation)? {
+            (Some(members), rest) => {
+                apply_member_operation(conn, tenant, &before.group_id, &members, &mut change)?;
+                attribute_operations.extend(rest);
+            }
+            (None, rest) => attribute_operations.extend(rest),
+        }
+    }
+    let attributes = patch::apply(
+        &GROUP_RESOURCE,
+        &before.attributes,
+        &PatchRequest {
+            operations: attribute_operations,
+        },
+        &before.group_id,
+    )?;
+    check_required(&GROUP_RESOURCE, &attributes)?;
+    save(conn, tenant, actor, before, attributes, change)
+}
+
+/// An operation on `members`, reduced to what the join table needs.
+struct MemberOperation {
+    op: Op,
+    /// The filter of `members[…]`, if any.
+    filter: Option<Filter>,
+    value: Option<Value>,
+}
+
+/// Separates what an operation does to `members` from what it does to the rest. A pathless
+/// value may carry `members` beside `displayName`.
+fn split_members(
+    operation: &Operation,
+) -> Result<(Option<MemberOperation>, Option<Operation>), Error> {
+    match &operation.path {
+        Some(path) => {
+            let parsed = PatchPath::parse(path)?;
+            if !parsed.attr.is("members")
+                || parsed
+                    .attr
+                    .urn
+                    .as_deref()
+                    .is_some_and(|urn| !urn.eq_ignore_ascii_case(GROUP_RESOURCE.core.id))
+            {
+                return Ok((None, Some(operation.clone())));
+            }
+            if parsed.sub.is_some() || parsed.attr.sub.is_some() {
+                return Err(Error::scim(
+                    ScimType::Mutability,
+                    "a member's value, type and display cannot be changed: remove the member and add another",
+                ));
+            }
+            Ok((
+                Some(MemberOperation {
+                    op: operation.op,
+                    filter: parsed.filter,
+                    value: operation.value.clone(),
+                }),
+                None,
+            ))
+        }
+        None => {
+            let Some(Value::Object(values)) = &operation.value else {
+                return Ok((None, Some(operation.clone())));
+            };
+            let Some(key) = values
+                .keys()
+                .find(|key| key.eq_ignore_ascii_case("members"))
+                .cloned()
+            else {
+                return Ok((None, Some(operation.clone())));
+            };
+            let mut rest: Map<String, Value> = values.clone();
+            let members = rest.remove(&key);
+            let members = MemberOperation {
+                op: operation.op,
+                filter: None,
+                value: members,
+            };
+            let rest = (!rest.is_empty()).then(|| Operation {
+                op: operation.op,
+                path: None,
+                value: Some(Value::Object(rest)),
+            });
+            Ok((Some(members), rest))
+        }
+    }
+}
+
+fn member_ids_of(value: Option<&Value>) -> Result<Vec<String>, Error> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let attribute = GROUP_RESOURCE
+        .core
+        .attribute("members")
+        .expect("the Group schema has members");
+    let mut attributes = Map::new();
+    if let Some(normalized) = normalize_value(attribute, value, "members")? {
+        attributes.insert("members".into(), normalized);
+    }
+    Ok(take_member_ids(&mut attributes))
+}
+
+fn apply_member_operation(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    group_id: &str,
+    operation: &MemberOperation,
+    change: &mut MembershipChange,
+) -> Result<(), Error> {
+    match (operation.op, &operation.filter) {
+        (Op::Add, None) => add_members(conn, tenant, group_id, &member_ids_of(operation.value.as_ref())?, change),
+        (Op::Replace, None) => set_members(conn, tenant, group_id, &member_ids_of(operation.value.as_ref())?, change),
+        (Op::Remove, None) => match &operation.value {
+            // {"op": "remove", "path": "members", "value": [{"value": "id"}]} removes only
+            // those (IDP-QUIRKS 4); without a value, every member goes.
+            Some(value) => remove_members(conn, group_id, &member_ids_of(Some(value))?, change),
+            None => {
+                let everyone: Vec<String> = current_member_ids(conn, group_id)?;
+                remove_members(conn, group_id, &everyone, change)
+            }
+        },
+        (Op::Remove, Some(filter)) => {
+            let ids = match ids_named_by(filter) {
+                Some(ids) => ids,
+                None => matching_member_ids(conn, group_id, filter)?,
+            };
+            remove_members(conn, group_id, &ids, change)
+        }
+        (Op::Add | Op::Replace, Some(filter)) => Err(Error::scim(
+            ScimType::Mutability,
+            format!("members[{filter}] cannot be added or replaced: a member's value is immutable; add or remove members instead"),
+        )),
+    }
+}
+
+/// The ids a `value eq "…"` filter (or an `or` of them) names, without reading anything.
+fn ids_named_by(filter: &Filter) -> Option<Vec<String>> {
+    match filter {
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: Literal::String(id),
+        } if path.is("value") && path.sub.is_none() => Some(vec![id.clone()]),
+        Filter::Or(left, right) => {
+            let mut ids = ids_named_by(left)?;
+            ids.extend(ids_named_by(right)?);
+            Some(ids)
+        }
+        _ => None,
+    }
+}
+
+/// Members matching any other filter (`display co "…"`) are found by evaluating it.
+fn matching_member_ids(
+    conn: &mut DbConn,
+    group_id: &str,
+    filter: &Filter,
+) -> Result<Vec<String>, Error> {
+    struct MemberRules;
+    impl crate::scim::filter::AttributeRules for MemberRules {
+        fn case_exact(&self, path: &crate::scim::filter::AttrPath) -> bool {
+            path.is("value") || path.is("$ref")
+        }
+    }
+    Ok(members_of(conn, group_id)?
+        .into_iter()
+        .filter(|member| {
+            let element =
+                json!({"value": member.member_id, "display": member.display, "type": "User"});
+            filter.matches(&element, &MemberRules)
+        })
+        .map(|member| member.member_id)
+        .collect())
+}
+
+fn current_member_ids(conn: &mut DbConn, group_id: &str) -> Result<Vec<String>, Error> {
+    Ok(group_members::table
+        .filter(group_members::group_id.eq(group_id))
+        .select(group_members::member_id)
+        .load(conn)?)
+}
+
+/// Adds the ids that name live users of this connection; the others are skipped: a foreign id
+/// behaves exactly like an unknown one.
+fn add_members(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    group_id: &str,
+    ids: &[String],
+    change: &mut MembershipChange,
+) -> Result<(), Error> {
+    let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    let wanted: Vec<&str> = wanted.into_iter().collect();
+    for chunk in wanted.chunks(ID_BATCH) {
+        let valid: BTreeSet<String> = members::table
+            .filter(members::member_id.eq_any(chunk))
+            .filter(members::scim_connection_id.eq(&tenant.connection_id))
+            .filter(members::status.ne(MemberStatus::Deleted.as_str()))
+            .select(members::member_id)
+            .load::<String>(conn)?
+            .into_iter()
+            .collect();
+        let present: BTreeSet<String> = group_members::table
+            .filter(group_members::group_id.eq(group_id))
+            .filter(group_members::member_id.eq_any(chunk))
+            .select(group_members::member_id)
+            .load::<String>(conn)?
+            .into_iter()
+            .collect();
+        let rows: Vec<_> = valid
+            .iter()
+            .filter(|id| !present.contains(*id))
+            .map(|id| {
+                (
+                    group_members::group_id.eq(group_id),
+                    group_members::member_id.eq(id),
+                )
+            })
+            .collect();
+        if !rows.is_empty() {
+            crate::on_backend!(conn, |inner| diesel::insert_into(group_members::table)
+                .values(&rows)
+                .execute(inner))?;
+        }
+        for id in chunk {
+            if !valid.contains(*id) {
+                change.skipped.insert(id.to_string());
+            } else if !present.contains(*id) && !change.removed.remove(*id) {
+                change.added.insert(id.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes these ids from the group; ids that are not members change nothing.
+fn remove_members(
+    conn: &mut DbConn,
+    group_id: &str,
+    ids: &[String],
+    change: &mut MembershipChange,
+) -> Result<(), Error> {
+    for chunk in ids.chunks(ID_BATCH) {
+        let present: Vec<String> = group_members::table
+            .filter(group_members::group_id.eq(group_id))
+            .filter(group_members::member_id.eq_any(chunk))
+            .select(group_members::member_id)
+            .load(conn)?;
+        if present.is_empty() {
+            continue;
+        }
+        diesel::delete(
+            group_members::table
+                .filter(group_members::group_id.eq(group_id))
+                .filter(group_members::member_id.eq_any(&present)),
+        )
+        .execute(conn)?;
+        for id in present {
+            if !change.added.remove(&id) {
+                change.removed.insert(id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the membership exactly `ids` (the valid ones among them).
+fn set_members(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    group_id: &str,
+    ids: &[String],
+    change: &mut MembershipChange,
+) -> Result<(), Error> {
+    let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    let leaving: Vec<String> = current_member_ids(conn, group_id)?
+        .into_iter()
+        .filter(|id| !wanted.contains(id.as_str()))
+        .collect();
+    remove_members(conn, group_id, &leaving, change)?;
+    add_members(conn, tenant, group_id, ids, change)
+}
+
+fn save(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    actor: &Actor,
+    before: Group,
+    attributes: Attributes,
+    change: MembershipChange,
+) -> Result<Group, Error> {
+    let mut after = Group {
+        attributes,
+        ..before.clone()
+    };
+    let previous = previous_values(&before.to_value(), &after.to_value());
+    if previous.is_none() && after.attributes == before.attributes && change.is_empty() {
+        record_membership(conn, actor, &before, &change)?;
+        return Ok(before);
+    }
+    if after.display_name() != before.display_name() {
+        ensure_display_name_free(conn, tenant, after.display_name(), Some(&before.group_id))?;
+    }
+    after.version = before.version + 1;
+    after.updated_at = now();
+    diesel::update(scim_groups::table.find(&before.group_id))
+        .set(GroupRow::from_group(&after))
+        .execute(conn)
+        .map_err(|error| display_name_conflict(error, after.display_name()))?;
+    if after.attributes != before.attributes {
+        record(
+            conn,
+            actor,
+            &after,
+            "group.updated",
+            after.to_value(),
+            previous,
+        )?;
+    }
+    record_membership(conn, actor, &after, &change)?;
+    Ok(after)
+}
+
+/// DELETE /Groups/{id}: the group and all its memberships.
+pub fn delete(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    actor: &Actor,
+    id: &str,
+    expected: Option<i64>,
+) -> Result<(), Error> {
+    let group = get_for_write(conn, tenant, id)?;
+    check_version(&group, expected)?;
+    diesel::delete(scim_groups::table.find(&group.group_id)).execute(conn)?;
+    record(
+        conn,
+        actor,
+        &group,
+        "group.deleted",
+        json!({ "group_id": group.group_id }),
+        None,
+    )
+}
+
+/// Removes a member from every group, as its deletion requires.
+pub fn remove_from_all_groups(conn: &mut DbConn, member_id: &str) -> Result<(), Error> {
+    diesel::delete(group_members::table.filter(group_members::member_id.eq(member_id)))
+        .execute(conn)?;
+    Ok(())
+}
+
+fn check_version(group: &Group, expected: Option<i64>) -> Result<(), Error> {
+    match expected {
+        Some(version) if version != group.version => Err(Error::PreconditionFailed(group.version)),
+        _ => Ok(()),
+    }
+}
+
+fn ensure_display_name_free(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    display_name: &str,
+    except: Option<&str>,
+) -> Result<(), Error> {
+    let holder: Option<String> = scim_groups::table
+        .filter(scim_groups::connection_id.eq(&tenant.connection_id))
+        .filter(scim_groups::display_name_key.eq(lookup_key(display_name)))
+        .select(scim_groups::group_id)
+        .first(conn)
+        .optional()?;
+    match holder {
+        Some(holder) if Some(holder.as_str()) != except => Err(display_name_taken(display_name)),
+        _ => Ok(()),
+    }
+}
+
+fn display_name_taken(display_name: &str) -> Error {
+    Error::conflict(
+        "display_name_taken",
+        format!(
+            "displayName \"{display_name}\" is already taken by another group of this connection"
+        ),
+    )
+}
+
+fn display_name_conflict(error: diesel::result::Error, display_name: &str) -> Error {
+    match error {
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        ) => display_name_taken(display_name),
+        other => other.into(),
+    }
+}
+
+fn record(
+    conn: &mut DbConn,
+    actor: &Actor,
+    group: &Group,
+    event_type: &'static str,
+    data: Value,
+    previous: Option<Value>,
+) -> Result<(), Error> {
+    events::record(
+        conn,
+        &group.organization_id,
+        actor,
+        Event {
+            event_type,
+            subject_id: &group.group_id,
+            data,
+            previous,
+        },
+    )?;
+    Ok(())
+}
+
+/// `group.members_added` (with the ids skipped as naming no user of this connection) and
+/// `group.members_removed`, when anything was added, skipped or removed.
+fn record_membership(
+    conn: &mut DbConn,
+    actor: &Actor,
+    group: &Group,
+    change: &MembershipChange,
+) -> Result<(), Error> {
+    if !change.added.is_empty() || !change.skipped.is_empty() {
+        let data = json!({
+            "group_id": group.group_id,
+            "member_ids": change.added,
+            "skipped_member_ids": change.skipped,
+        });
+        record(conn, actor, group, "group.members_added", data, None)?;
+    }
+    if !change.removed.is_empty() {
+        let data = json!({ "group_id": group.group_id, "member_ids": change.removed });
+        record(conn, actor, group, "group.members_removed", data, None)?;
+    }
+    Ok(())
+}
+
+/// One page of the connection's groups matching `filter`, in creation order, with how many
+/// match. Equality on `id`, `displayName`, `externalId` and `members.value` uses an index;
+/// members are read only when the filter looks at them.
+pub fn list(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    base_url: &str,
+    filter: Option<&Filter>,
+    start_index: u64,
+    count: u64,
+) -> Result<(u64, Vec<Group>), Error> {
+    let connection_groups = || {
+        scim_groups::table
+            .filter(scim_groups::connection_id.eq(tenant.connection_id.as_str()))
+            .into_boxed()
+    };
+    let Some(filter) = filter else {
+        let total = connection_groups().count().get_result::<i64>(conn)? as u64;
+        let page = connection_groups()
+            .order((scim_groups::created_at.asc(), scim_groups::group_id.asc()))
+            .offset(start_index.saturating_sub(1) as i64)
+            .limit(count as i64)
+            .select(GroupRow::as_select())
+            .load(conn)?
+            .into_iter()
+            .map(GroupRow::into_group)
+            .collect::<Result<_, _>>()?;
+        return Ok((total, page));
+    };
+    const INDEXED: &[(&str, Option<&str>)] = &[
+        ("id", None),
+        ("displayName", None),
+        ("externalId", None),
+        ("members", Some("value")),
+    ];
+    let indexed = required_equality(filter, INDEXED);
+    let needs_members = mentions(filter, "members");
+    let rules = ResourceRules(&GROUP_RESOURCE);
+    let mut page = Page::new(start_index, count);
+    let mut after: Option<(NaiveDateTime, String)> = None;
+    loop {
+        let mut query = connection_groups()
+            .order((scim_groups::created_at.asc(), scim_groups::group_id.asc()))
+            .limit(SCAN_BATCH)
+            .select(GroupRow::as_select());
+        query = match indexed {
+            Some((("id", _), id)) => query.filter(scim_groups::group_id.eq(id.to_string())),
+            Some((("displayName", _), name)) => {
+                query.filter(scim_groups::display_name_key.eq(lookup_key(name)))
+            }
+            Some((("externalId", _), external_id)) => {
+                query.filter(scim_groups::external_id.eq(external_id.to_string()))
+            }
+            Some((("members", _), member_id)) => query.filter(
+                scim_groups::group_id.eq_any(
+                    group_members::table
+                        .filter(group_members::member_id.eq(member_id.to_string()))
+                        .select(group_members::group_id),
+                ),
+            ),
+            _ => query,
+        };
+        if let Some((created_at, group_id)) = &after {
+            query = query.filter(
+                scim_groups::created_at
+                    .gt(*created_at)
+                    .or(scim_groups::created_at
+                        .eq(*created_at)
+                        .and(scim_groups::group_id.gt(group_id.clone()))),
+            );
+        }
+        let batch: Vec<GroupRow> = query.load(conn)?;
+        let exhausted = (batch.len() as i64) < SCAN_BATCH;
+        for row in batch {
+            let group = row.into_group()?;
+            after = Some((group.created_at, group.group_id.clone()));
+            let members = if needs_members {
+                Some(members_of(conn, &group.group_id)?)
+            } else {
+                None
+            };
+            if filter.matches(&render(&group, members.as_deref(), base_url), &rules) {
+                page.offer(group);
+            }
+        }
+        if exhausted {
+            return Ok((page.total, page.items));
+        }
+    }
+}

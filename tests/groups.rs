@@ -1,0 +1,433 @@
+mod common;
+
+use common::{Client, Db, TestServer};
+use rstest::rstest;
+use serde_json::{json, Value};
+
+fn patch(operations: Value) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations})
+}
+
+async fn new_user(idp: &Client, user_name: &str) -> String {
+    let created = idp
+        .post(
+            "/Users",
+            json!({"userName": user_name, "displayName": user_name.split('@').next().unwrap()}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    created.body["id"].as_str().unwrap().to_string()
+}
+
+async fn member_ids(idp: &Client, group: &str) -> Vec<String> {
+    let read = idp.get(&format!("/Groups/{group}")).await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    let mut ids: Vec<String> = read.body["members"]
+        .as_array()
+        .map(|members| {
+            members
+                .iter()
+                .map(|m| m["value"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+fn sorted(ids: &[&String]) -> Vec<String> {
+    let mut ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    ids.sort();
+    ids
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn okta_style_membership_changes_apply_in_one_request(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let tenant = server.new_organization("acme").await;
+    let idp = tenant.scim();
+    let ada = new_user(&idp, "ada@acme.test").await;
+    let bob = new_user(&idp, "bob@acme.test").await;
+    let cy = new_user(&idp, "cy@acme.test").await;
+
+    let created = idp
+        .post("/Groups", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Engineering", "members": [{"value": ada}, bob]}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(
+        created.header("location"),
+        created.body["meta"]["location"].as_str()
+    );
+    let group = created.body["id"].as_str().unwrap().to_string();
+    assert_eq!(created.body["members"].as_array().unwrap().len(), 2);
+    assert_eq!(created.body["members"][0]["type"], "User");
+
+    let patched = idp
+        .patch(
+            &format!("/Groups/{group}"),
+            patch(json!([
+                {"op": "replace", "value": {"id": group, "displayName": "Engineering"}},
+                {"op": "Remove", "path": format!("members[value eq \"{ada}\"]")},
+                {"op": "Add", "path": "members", "value": [{"value": cy}]}
+            ])),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert!(
+        patched.body.get("members").is_none(),
+        "a PATCH answer leaves members out unless asked"
+    );
+    assert_eq!(member_ids(&idp, &group).await, sorted(&[&bob, &cy]));
+
+    let ada_groups = idp.get(&format!("/Users/{ada}")).await;
+    assert!(ada_groups.body.get("groups").is_none());
+    let cy_groups = idp.get(&format!("/Users/{cy}")).await;
+    assert_eq!(
+        cy_groups.body["groups"],
+        json!([{
+            "value": group, "$ref": format!("{}/Groups/{group}", idp.base), "display": "Engineering", "type": "direct"
+        }])
+    );
+
+    let events = server.event_types(&tenant.organization_id);
+    let group_events: Vec<&str> = events
+        .iter()
+        .map(String::as_str)
+        .filter(|e| e.starts_with("group."))
+        .collect();
+    assert_eq!(
+        group_events,
+        [
+            "group.created",
+            "group.members_added",
+            "group.members_added",
+            "group.members_removed"
+        ]
+    );
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn removing_members_by_a_value_list_removes_only_those(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let ids = [
+        new_user(&idp, "a@acme.test").await,
+        new_user(&idp, "b@acme.test").await,
+        new_user(&idp, "c@acme.test").await,
+    ];
+    let group = idp
+        .post("/Groups", json!({"displayName": "Sales", "members": ids.iter().map(|id| json!({"value": id})).collect::<Vec<_>>()}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let removed = idp
+        .patch(
+            &format!("/Groups/{group}"),
+            patch(json!([{"op": "Remove", "path": "members", "value": [{"value": ids[0]}]}])),
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{}", removed.text);
+    assert_eq!(
+        member_ids(&idp, &group).await,
+        sorted(&[&ids[1], &ids[2]]),
+        "never empties the group"
+    );
+
+    idp.patch(
+        &format!("/Groups/{group}"),
+        patch(json!([{"op": "remove", "path": "members"}])),
+    )
+    .await;
+    assert_eq!(member_ids(&idp, &group).await, Vec::<String>::new());
+    idp.patch(
+        &format!("/Groups/{group}"),
+        patch(json!([{"op": "replace", "path": "members", "value": [ids[2].clone()]}])),
+    )
+    .await;
+    assert_eq!(member_ids(&idp, &group).await, sorted(&[&ids[2]]));
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn unknown_deleted_and_foreign_member_ids_are_skipped_alike(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let acme = server.new_organization("acme").await;
+    let globex = server.new_organization("globex").await;
+    let idp = acme.scim();
+    let foreign = new_user(&globex.scim(), "spy@globex.test").await;
+    let deleted = new_user(&idp, "gone@acme.test").await;
+    idp.delete(&format!("/Users/{deleted}")).await;
+    let real = new_user(&idp, "real@acme.test").await;
+    let unknown = "member-00000000-0000-0000-0000-000000000000".to_string();
+
+    let created = idp
+        .post("/Groups", json!({"displayName": "Mixed", "members": [{"value": foreign}, {"value": deleted}, {"value": unknown}, {"value": real}]}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let group = created.body["id"].as_str().unwrap().to_string();
+    assert_eq!(member_ids(&idp, &group).await, vec![real.clone()]);
+
+    let (_, kind, data, _) = server.events(&acme.organization_id).pop().unwrap();
+    assert_eq!(kind, "group.members_added");
+    assert_eq!(data["member_ids"], json!([real]));
+    let mut skipped = vec![foreign.clone(), deleted.clone(), unknown.clone()];
+    skipped.sort();
+    assert_eq!(data["skipped_member_ids"], json!(skipped));
+
+    let removal = idp
+        .patch(
+            &format!("/Groups/{group}"),
+            patch(json!([{"op": "remove", "path": format!("members[value eq \"{foreign}\"]")}])),
+        )
+        .await;
+    assert_eq!(removal.status, 200);
+    assert_eq!(
+        removal.body["meta"]["version"], created.body["meta"]["version"],
+        "a no-op keeps the version"
+    );
+    assert_eq!(
+        globex.scim().get(&format!("/Groups/{group}")).await.status,
+        404
+    );
+    assert_eq!(globex.scim().get("/Groups").await.body["totalResults"], 0);
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn members_are_shown_unless_excluded_and_filters_find_groups(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let ada = new_user(&idp, "ada@acme.test").await;
+    let group = idp
+        .post(
+            "/Groups",
+            json!({"displayName": "Ops", "externalId": "a1b2", "members": [ada.clone()]}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    idp.post("/Groups", json!({"displayName": "Empty"})).await;
+
+    let without = idp
+        .get(&format!("/Groups/{group}?excludedAttributes=members"))
+        .await;
+    assert!(without.body.get("members").is_none());
+    assert_eq!(without.body["displayName"], "Ops");
+    let only = idp
+        .get(&format!("/Groups/{group}?attributes=members"))
+        .await;
+    assert_eq!(only.body["members"][0]["value"], ada.as_str());
+    assert!(only.body.get("displayName").is_none());
+    let asked = idp
+        .patch(
+            &format!("/Groups/{group}?attributes=members,displayName"),
+            patch(json!([{"op": "add", "path": "externalId", "value": "zz"}])),
+        )
+        .await;
+    assert_eq!(asked.body["members"][0]["value"], ada.as_str());
+
+    for filter in [
+        "displayName%20eq%20%22ops%22".to_string(),
+        "externalId%20eq%20%22zz%22".to_string(),
+        format!("members%5Bvalue%20eq%20%22{ada}%22%5D"),
+        format!("members.value%20eq%20%22{ada}%22"),
+        "displayName%20sw%20%22O%22%20and%20members%20pr".to_string(),
+    ] {
+        let found = idp
+            .get(&format!(
+                "/Groups?filter={filter}&excludedAttributes=members"
+            ))
+            .await;
+        assert_eq!(found.status, 200, "{filter}: {}", found.text);
+        assert_eq!(found.body["totalResults"], 1, "{filter}: {}", found.text);
+        assert_eq!(found.body["Resources"][0]["id"], group.as_str());
+        assert!(found.body["Resources"][0].get("members").is_none());
+    }
+    assert_eq!(
+        idp.get("/Groups?filter=externalId%20eq%20%22ZZ%22")
+            .await
+            .body["totalResults"],
+        0,
+        "externalId is exact"
+    );
+    let listed = idp.get("/Groups?startIndex=1&count=100").await;
+    assert_eq!(listed.body["totalResults"], 2);
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn display_names_are_unique_per_connection_ignoring_case(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let tenant = server.new_organization("acme").await;
+    let idp = tenant.scim();
+    assert_eq!(
+        idp.post("/Groups", json!({"displayName": "Engineering"}))
+            .await
+            .status,
+        201
+    );
+    let other = idp
+        .post("/Groups", json!({"displayName": "Sales"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let duplicate = idp
+        .post("/Groups", json!({"displayName": "ENGINEERING"}))
+        .await;
+    assert_eq!(duplicate.status, 409);
+    assert_eq!(duplicate.body["scimType"], "uniqueness");
+    let rename = idp
+        .patch(
+            &format!("/Groups/{other}"),
+            patch(json!([{"op": "replace", "path": "displayName", "value": "engineering"}])),
+        )
+        .await;
+    assert_eq!(rename.status, 409, "{}", rename.text);
+    let missing = idp.post("/Groups", json!({"members": []})).await;
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.body["scimType"], "invalidValue");
+
+    // Another connection of the same organization has its own namespace.
+    let second = server
+        .admin()
+        .post(
+            &format!(
+                "/v1/organizations/{}/scim-connections",
+                tenant.organization_id
+            ),
+            json!({}),
+        )
+        .await;
+    let entra = idp.with_bearer(second.body["bearer_token"].as_str().unwrap());
+    assert_eq!(
+        entra
+            .post("/Groups", json!({"displayName": "Engineering"}))
+            .await
+            .status,
+        201
+    );
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn deleting_a_user_or_a_group_removes_the_memberships(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let tenant = server.new_organization("acme").await;
+    let idp = tenant.scim();
+    let ada = new_user(&idp, "ada@acme.test").await;
+    let bob = new_user(&idp, "bob@acme.test").await;
+    let group = idp
+        .post(
+            "/Groups",
+            json!({"displayName": "G", "members": [ada.clone(), bob.clone()]}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(idp.delete(&format!("/Users/{ada}")).await.status, 204);
+    assert_eq!(member_ids(&idp, &group).await, vec![bob.clone()]);
+
+    assert_eq!(idp.delete(&format!("/Groups/{group}")).await.status, 204);
+    assert_eq!(idp.get(&format!("/Groups/{group}")).await.status, 404);
+    assert_eq!(idp.delete(&format!("/Groups/{group}")).await.status, 404);
+    assert!(idp
+        .get(&format!("/Users/{bob}"))
+        .await
+        .body
+        .get("groups")
+        .is_none());
+    assert_eq!(server.count_rows("group_members"), 0);
+    assert_eq!(
+        server.event_types(&tenant.organization_id).last().unwrap(),
+        "group.deleted"
+    );
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn membership_changes_work_in_batches_beyond_one_statement(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let mut ids = Vec::new();
+    for n in 0..620 {
+        ids.push(new_user(&idp, &format!("u{n}@acme.test")).await);
+    }
+    let group = idp
+        .post("/Groups", json!({"displayName": "Everyone"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let values: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
+    let added = idp
+        .patch(
+            &format!("/Groups/{group}"),
+            patch(json!([{"op": "add", "path": "members", "value": values}])),
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.text);
+    assert_eq!(member_ids(&idp, &group).await.len(), 620);
+    let half: Vec<Value> = ids[..310].iter().map(|id| json!({"value": id})).collect();
+    let replaced = idp
+        .put(
+            &format!("/Groups/{group}"),
+            json!({"displayName": "Everyone", "members": half}),
+        )
+        .await;
+    assert_eq!(replaced.status, 200);
+    assert_eq!(replaced.body["members"].as_array().unwrap().len(), 310);
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn a_member_s_value_cannot_be_rewritten(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let ada = new_user(&idp, "ada@acme.test").await;
+    let group = idp
+        .post(
+            "/Groups",
+            json!({"displayName": "G", "members": [ada.clone()]}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rewrite = idp
+        .patch(
+            &format!("/Groups/{group}"),
+            patch(json!([{"op": "replace", "path": format!("members[value eq \"{ada}\"].value"), "value": "member-x"}])),
+        )
+        .await;
+    assert_eq!(rewrite.status, 400);
+    assert_eq!(rewrite.body["scimType"], "mutability");
+    assert_eq!(member_ids(&idp, &group).await, vec![ada]);
+}
