@@ -278,6 +278,24 @@ impl From<diesel::result::Error> for Error {
             Diesel::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
                 Error::Unavailable("serialization failure".into())
             }
+            // A concurrent change removed what this write refers to (a connection deleted
+            // mid-request): the request can no longer succeed as sent.
+            Diesel::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => Error::conflict(
+                "conflict",
+                "something this request refers to was deleted while it ran",
+            ),
+            // PostgreSQL broke a deadlock by aborting this transaction: a retry will succeed.
+            Diesel::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
+                Error::Unavailable(format!("database: {}", info.message()))
+            }
+            // PostgreSQL refuses NUL characters in text (SQLSTATE 22021), e.g. in an id taken
+            // from the URL.
+            Diesel::DatabaseError(_, info) if info.message().contains("invalid byte sequence") => {
+                Error::scim(
+                    ScimType::InvalidValue,
+                    "the request holds a NUL character, which no value may contain",
+                )
+            }
             // SQLite's busy timeout ran out under write contention: a retry will succeed.
             Diesel::DatabaseError(_, info) if info.message().contains("database is locked") => {
                 Error::Unavailable(format!("database: {}", info.message()))

@@ -16,7 +16,14 @@ use serde_json::Value;
 #[actix_rt::test]
 async fn idp_sequences_replay_as_recorded(
     #[case] db: Db,
-    #[values("okta-user-lifecycle", "entra-user-lifecycle", "quirks-users")] fixture: &str,
+    #[values(
+        "okta-user-lifecycle",
+        "entra-user-lifecycle",
+        "quirks-users",
+        "okta-group-push",
+        "entra-group-provisioning"
+    )]
+    fixture: &str,
 ) {
     let path = format!(
         "{}/scim-fixtures/{fixture}.json",

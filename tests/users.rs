@@ -664,3 +664,81 @@ async fn concurrent_patches_without_if_match_all_succeed_and_all_apply(#[case] d
     let expected: Vec<String> = (0..12).map(|n| format!("e{n:02}")).collect();
     assert_eq!(values, expected);
 }
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn hostile_values_are_400s_not_500s(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let long_name = format!("{}@acme.test", "漢".repeat(2000));
+    for body in [
+        json!({"userName": "nul\u{0}@acme.test"}),
+        json!({"userName": long_name}),
+        json!({"userName": "ok@acme.test", "externalId": "x".repeat(600)}),
+    ] {
+        let response = idp.post("/Users", body).await;
+        assert_eq!(response.status, 400, "{}", response.text);
+        assert_eq!(response.body["scimType"], "invalidValue");
+    }
+    for path in ["/Users/abc%00", "/Users?filter=userName%20eq%20%22a%00b%22"] {
+        let response = idp.get(path).await;
+        assert!(
+            matches!(response.status, 200 | 400 | 404),
+            "{path}: {}",
+            response.text
+        );
+    }
+    // A long list is normalised in linear time, and duplicates (ignoring case) collapse.
+    let emails: Vec<Value> = (0..20_000)
+        .map(|n| json!({"value": format!("e{n}@acme.test")}))
+        .collect();
+    let mut many = json!({"userName": "many@acme.test", "emails": emails});
+    many["emails"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"value": "e1@acme.test"}));
+    let created = idp.post("/Users?attributes=userName", many).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let path = format!("/Users/{}", created.body["id"].as_str().unwrap());
+    let duplicate = idp
+        .patch(
+            &path,
+            patch(json!([{"op": "add", "path": "emails", "value": [{"value": "E2@ACME.test"}]}])),
+        )
+        .await;
+    assert_eq!(duplicate.body["emails"].as_array().unwrap().len(), 20_000);
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn if_match_accepts_any_tag_of_a_list(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let created = idp.post("/Users", user("ada@acme.test")).await;
+    let path = format!("/Users/{}", created.body["id"].as_str().unwrap());
+    let body = patch(json!([{"op": "add", "path": "title", "value": "Countess"}]))
+        .to_string()
+        .into_bytes();
+    let stale = idp
+        .send(
+            "PATCH",
+            &path,
+            Some(body.clone()),
+            &[("If-Match", "W/\"7\", W/\"8\"")],
+        )
+        .await;
+    assert_eq!(stale.status, 412);
+    let listed = idp
+        .send(
+            "PATCH",
+            &path,
+            Some(body),
+            &[("If-Match", "W/\"0\", W/\"1\"")],
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+}

@@ -104,8 +104,9 @@ impl FromRequest for ScimJson {
     }
 }
 
-/// `If-Match`: the version the client last saw. `*` or no header means any version.
-pub struct IfMatch(pub Option<i64>);
+/// `If-Match`: the versions the client accepts (RFC 7232 §3.1: a list, any of which may
+/// match). `*` or no header means any version.
+pub struct IfMatch(pub Option<Vec<i64>>);
 
 impl FromRequest for IfMatch {
     type Error = Error;
@@ -113,9 +114,10 @@ impl FromRequest for IfMatch {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let expected = req.headers().get(header::IF_MATCH).and_then(|value| {
-            let value = value.to_str().unwrap_or_default().trim();
-            // A tag that is not one of ours can never match: -1 is no version.
-            (value != "*").then(|| parse_etag(value).unwrap_or(-1))
+            let value = value.to_str().unwrap_or_default();
+            // Tags that are not ours can never match, and are left out.
+            let tags: Vec<&str> = value.split(',').map(str::trim).collect();
+            (!tags.contains(&"*")).then(|| tags.into_iter().filter_map(parse_etag).collect())
         });
         std::future::ready(Ok(IfMatch(expected)))
     }
@@ -384,7 +386,8 @@ async fn replace_user(
     let actor = tenant.actor();
     let user = with_db(&state, move |conn| {
         db::write(conn, |tx| {
-            let member = scim_users::replace(tx, &tenant.0, &actor, &id, if_match.0, &body.0)?;
+            let member =
+                scim_users::replace(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &body.0)?;
             with_groups(tx, member)
         })
     })
@@ -410,7 +413,8 @@ async fn patch_user(
     let actor = tenant.actor();
     let user = with_db(&state, move |conn| {
         db::write(conn, |tx| {
-            let member = scim_users::patch(tx, &tenant.0, &actor, &id, if_match.0, &request)?;
+            let member =
+                scim_users::patch(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &request)?;
             with_groups(tx, member)
         })
     })
@@ -432,7 +436,7 @@ async fn delete_user(
     let actor = tenant.actor();
     with_db(&state, move |conn| {
         db::write(conn, |tx| {
-            scim_users::delete(tx, &tenant.0, &actor, &id, if_match.0)
+            scim_users::delete(tx, &tenant.0, &actor, &id, if_match.0.as_deref())
         })
     })
     .await?;
@@ -576,7 +580,8 @@ async fn replace_group(
     let load_members = projection.shows("members");
     let group = with_db(&state, move |conn| {
         db::write(conn, |tx| {
-            let group = scim_groups::replace(tx, &tenant.0, &actor, &id, if_match.0, &body.0)?;
+            let group =
+                scim_groups::replace(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &body.0)?;
             with_members(tx, group, load_members)
         })
     })
@@ -589,8 +594,9 @@ async fn replace_group(
     ))
 }
 
-/// A group PATCH answers without `members` unless `attributes` names them: a membership
-/// change then costs the same in a group of 10 or of 200,000 (README: Groups).
+/// A group PATCH answers 204 (RFC 7644 §3.5.2 allows it; Microsoft asks for it), or, when the
+/// request names `attributes` or `excludedAttributes`, 200 with what it asked for: a
+/// membership change then costs the same in a group of 10 or of 200,000 (README: Groups).
 async fn patch_group(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -603,17 +609,21 @@ async fn patch_group(
     let request = PatchRequest::parse(&body.0)?;
     let actor = tenant.actor();
     let projection = projection(&query);
-    let load_members = projection
-        .include
-        .iter()
-        .any(|selector| selector.names("members"));
+    let answer = !projection.include.is_empty() || !projection.exclude.is_empty();
+    let load_members = answer && projection.shows("members");
     let group = with_db(&state, move |conn| {
         db::write(conn, |tx| {
-            let group = scim_groups::patch(tx, &tenant.0, &actor, &id, if_match.0, &request)?;
+            let group =
+                scim_groups::patch(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &request)?;
             with_members(tx, group, load_members)
         })
     })
     .await?;
+    if !answer {
+        return Ok(HttpResponse::NoContent()
+            .insert_header((header::ETAG, etag(group.0.version)))
+            .finish());
+    }
     Ok(group_response(
         HttpResponse::Ok(),
         &group,
@@ -631,7 +641,7 @@ async fn delete_group(
     let actor = tenant.actor();
     with_db(&state, move |conn| {
         db::write(conn, |tx| {
-            scim_groups::delete(tx, &tenant.0, &actor, &id, if_match.0)
+            scim_groups::delete(tx, &tenant.0, &actor, &id, if_match.0.as_deref())
         })
     })
     .await?;

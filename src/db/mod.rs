@@ -182,13 +182,22 @@ where
             None
         }
     };
-    match change(conn) {
+    let outcome = change(conn);
+    finish(conn, outcome)
+}
+
+/// Commits the open transaction when `outcome` is `Ok`, rolls it back when it is `Err`.
+fn finish<T, E>(conn: &mut DbConn, outcome: Result<T, E>) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    match outcome {
         Ok(value) => {
             <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
             Ok(value)
         }
         Err(error) => {
-            // The change's error is the one worth reporting; a failed rollback leaves the
+            // The work's error is the one worth reporting; a failed rollback leaves the
             // connection marked broken and the pool discards it.
             let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(conn);
             Err(error)
@@ -196,7 +205,8 @@ where
     }
 }
 
-/// Runs `query` in one read transaction, so that its several statements see one snapshot.
+/// Runs `query` in one read transaction, so that its several statements (a count and a page)
+/// see one snapshot: PostgreSQL's default READ COMMITTED would let each see newer commits.
 pub fn read<T, E>(
     conn: &mut DbConn,
     query: impl FnOnce(&mut DbConn) -> Result<T, E>,
@@ -204,5 +214,13 @@ pub fn read<T, E>(
 where
     E: From<diesel::result::Error>,
 {
-    conn.transaction(query)
+    match conn {
+        DbConn::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction(sqlite)?,
+        DbConn::Postgres(pg) => AnsiTransactionManager::begin_transaction_sql(
+            pg,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )?,
+    }
+    let outcome = query(conn);
+    finish(conn, outcome)
 }

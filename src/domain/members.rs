@@ -228,10 +228,14 @@ pub fn update(
         // Another writer got in between our read and this write (PostgreSQL READ COMMITTED).
         return Err(Error::PreconditionFailed(before.version));
     }
-    let event_type = match (before.status, after.status) {
-        (from, MemberStatus::Inactive) if from != MemberStatus::Inactive => "member.deactivated",
-        (MemberStatus::Inactive, MemberStatus::Active) => "member.reactivated",
-        (from, MemberStatus::Deleted) if from != MemberStatus::Deleted => "member.deleted",
+    // A status change is the news of a plain update; an adoption (member.scim_linked) stays
+    // one, its previous values showing the status it had.
+    let event_type = match (event_type, before.status, after.status) {
+        ("member.updated", from, MemberStatus::Inactive) if from != MemberStatus::Inactive => {
+            "member.deactivated"
+        }
+        ("member.updated", MemberStatus::Inactive, MemberStatus::Active) => "member.reactivated",
+        (_, from, MemberStatus::Deleted) if from != MemberStatus::Deleted => "member.deleted",
         _ => event_type,
     };
     let previous = (event_type != "member.deleted").then_some(previous);

@@ -70,6 +70,17 @@ impl Source {
     }
 }
 
+/// `If-Match`: fails with 412 unless `current` is one of the versions the client accepts
+/// (`None`: any).
+pub fn check_version(current: i64, expected: Option<&[i64]>) -> Result<(), crate::error::Error> {
+    match expected {
+        Some(versions) if !versions.contains(&current) => {
+            Err(crate::error::Error::PreconditionFailed(current))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// New identifiers have Stytch's shape: a kind prefix and a random UUID.
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())

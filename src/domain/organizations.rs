@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::email::normalize_allowed_domain;
 use super::events::{self, previous_values, Event};
 use super::{new_id, now, Actor};
-use crate::db::schema::{organization_domains, organizations};
+use crate::db::schema::{members, organization_domains, organizations};
 use crate::db::DbConn;
 use crate::error::Error;
 
@@ -303,6 +303,12 @@ pub fn update(
 /// tokens stop working when this commits. `organization.deleted` stays in the log.
 pub fn delete(conn: &mut DbConn, actor: &Actor, organization_id: &str) -> Result<(), Error> {
     let organization = find(conn, organization_id)?;
+    // Members first, then the organization's row (events::record locks it): the order every
+    // SCIM write takes its locks in, so the two never deadlock on PostgreSQL.
+    diesel::delete(
+        members::table.filter(members::organization_id.eq(&organization.organization_id)),
+    )
+    .execute(conn)?;
     events::record(
         conn,
         &organization.organization_id,

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use super::connections::Tenant;
 use super::events::{self, previous_values, Event};
 use super::members::{lookup_key, MemberStatus};
+use super::scim_users::check_indexed_length;
 use super::{new_id, now, Actor};
 use crate::db::schema::{group_members, members, scim_connections, scim_groups};
 use crate::db::DbConn;
@@ -198,6 +199,21 @@ fn ensure_connection(conn: &mut DbConn, tenant: &Tenant) -> Result<(), Error> {
     Ok(())
 }
 
+/// Normalised group attributes, checked: `displayName` present, indexed values not too long.
+fn group_attributes(input: &Value) -> Result<Attributes, Error> {
+    let attributes = resource::normalize(&GROUP_RESOURCE, input)?;
+    check_attributes(&attributes)?;
+    Ok(attributes)
+}
+
+fn check_attributes(attributes: &Attributes) -> Result<(), Error> {
+    check_required(&GROUP_RESOURCE, attributes)?;
+    for key in ["displayName", "externalId"] {
+        check_indexed_length(key, attributes.get(key))?;
+    }
+    Ok(())
+}
+
 /// POST /Groups, with or without members.
 pub fn create(
     conn: &mut DbConn,
@@ -205,8 +221,7 @@ pub fn create(
     actor: &Actor,
     input: &Value,
 ) -> Result<Group, Error> {
-    let mut attributes = resource::normalize(&GROUP_RESOURCE, input)?;
-    check_required(&GROUP_RESOURCE, &attributes)?;
+    let mut attributes = group_attributes(input)?;
     let member_ids = take_member_ids(&mut attributes);
     ensure_connection(conn, tenant)?;
     let at = now();
@@ -309,14 +324,13 @@ pub fn replace(
     tenant: &Tenant,
     actor: &Actor,
     id: &str,
-    expected: Option<i64>,
+    expected: Option<&[i64]>,
     input: &Value,
 ) -> Result<Group, Error> {
-    let mut attributes = resource::normalize(&GROUP_RESOURCE, input)?;
-    check_required(&GROUP_RESOURCE, &attributes)?;
+    let mut attributes = group_attributes(input)?;
     let member_ids = take_member_ids(&mut attributes);
     let before = get_for_write(conn, tenant, id)?;
-    check_version(&before, expected)?;
+    super::check_version(before.version, expected)?;
     let mut change = MembershipChange::default();
     set_members(conn, tenant, &before.group_id, &member_ids, &mut change)?;
     save(conn, tenant, actor, before, attributes, change)
@@ -329,11 +343,11 @@ pub fn patch(
     tenant: &Tenant,
     actor: &Actor,
     id: &str,
-    expected: Option<i64>,
+    expected: Option<&[i64]>,
     request: &PatchRequest,
 ) -> Result<Group, Error> {
     let before = get_for_write(conn, tenant, id)?;
-    check_version(&before, expected)?;
+    super::check_version(before.version, expected)?;
     let mut attribute_operations = Vec::new();
     let mut change = MembershipChange::default();
     for operation in &request.operations {
@@ -353,7 +367,7 @@ pub fn patch(
         },
         &before.group_id,
     )?;
-    check_required(&GROUP_RESOURCE, &attributes)?;
+    check_attributes(&attributes)?;
     save(conn, tenant, actor, before, attributes, change)
 }
 
@@ -667,10 +681,10 @@ pub fn delete(
     tenant: &Tenant,
     actor: &Actor,
     id: &str,
-    expected: Option<i64>,
+    expected: Option<&[i64]>,
 ) -> Result<(), Error> {
     let group = get_for_write(conn, tenant, id)?;
-    check_version(&group, expected)?;
+    super::check_version(group.version, expected)?;
     diesel::delete(scim_groups::table.find(&group.group_id)).execute(conn)?;
     record(
         conn,
@@ -687,13 +701,6 @@ pub fn remove_from_all_groups(conn: &mut DbConn, member_id: &str) -> Result<(), 
     diesel::delete(group_members::table.filter(group_members::member_id.eq(member_id)))
         .execute(conn)?;
     Ok(())
-}
-
-fn check_version(group: &Group, expected: Option<i64>) -> Result<(), Error> {
-    match expected {
-        Some(version) if version != group.version => Err(Error::PreconditionFailed(group.version)),
-        _ => Ok(()),
-    }
 }
 
 fn ensure_display_name_free(
@@ -841,12 +848,13 @@ pub fn list(
             _ => query,
         };
         if let Some((created_at, group_id)) = &after {
+            // Index-friendly keyset condition (see scim_users::list).
             query = query.filter(
-                scim_groups::created_at
-                    .gt(*created_at)
-                    .or(scim_groups::created_at
-                        .eq(*created_at)
-                        .and(scim_groups::group_id.gt(group_id.clone()))),
+                scim_groups::created_at.ge(*created_at).and(
+                    scim_groups::created_at
+                        .gt(*created_at)
+                        .or(scim_groups::group_id.gt(group_id.clone())),
+                ),
             );
         }
         let batch: Vec<GroupRow> = query.load(conn)?;

@@ -94,8 +94,15 @@ struct UserFields {
     attributes: Attributes,
 }
 
+/// The longest userName, externalId and email, in bytes: they are indexed, and an index
+/// entry has a size limit (PostgreSQL's is 2,704 bytes).
+pub const MAX_INDEXED_BYTES: usize = 512;
+
 fn user_fields(mut attributes: Attributes) -> Result<UserFields, Error> {
     check_required(&USER_RESOURCE, &attributes)?;
+    for key in ["userName", "externalId"] {
+        check_indexed_length(key, attributes.get(key))?;
+    }
     let active = attributes
         .remove("active")
         .and_then(|active| active.as_bool());
@@ -115,6 +122,7 @@ fn user_fields(mut attributes: Attributes) -> Result<UserFields, Error> {
             ),
         )
     })?;
+    check_indexed_length("the email", Some(&Value::String(email.clone())))?;
     Ok(UserFields {
         external_id: text("externalId"),
         name: display_name(&attributes),
@@ -123,6 +131,19 @@ fn user_fields(mut attributes: Attributes) -> Result<UserFields, Error> {
         active,
         attributes,
     })
+}
+
+pub fn check_indexed_length(name: &str, value: Option<&Value>) -> Result<(), Error> {
+    match value.and_then(Value::as_str) {
+        Some(text) if text.len() > MAX_INDEXED_BYTES => Err(Error::scim(
+            ScimType::InvalidValue,
+            format!(
+                "{name} is {} bytes long; the limit is {MAX_INDEXED_BYTES}",
+                text.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The member's email: `userName` when it is an address, else the primary entry of `emails`,
@@ -318,27 +339,18 @@ fn get_for_write(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Member,
     get(conn, tenant, id)
 }
 
-fn check_version(member: &Member, expected: Option<i64>) -> Result<(), Error> {
-    match expected {
-        Some(version) if version != member.version => {
-            Err(Error::PreconditionFailed(member.version))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// PUT /Users/{id}: replaces every attribute the IdP may write.
 pub fn replace(
     conn: &mut DbConn,
     tenant: &Tenant,
     actor: &Actor,
     id: &str,
-    expected: Option<i64>,
+    expected: Option<&[i64]>,
     input: &Value,
 ) -> Result<Member, Error> {
     let fields = user_fields(resource::normalize(&USER_RESOURCE, input)?)?;
     let before = get_for_write(conn, tenant, id)?;
-    check_version(&before, expected)?;
+    super::check_version(before.version, expected)?;
     save(conn, tenant, actor, before, fields)
 }
 
@@ -348,11 +360,11 @@ pub fn patch(
     tenant: &Tenant,
     actor: &Actor,
     id: &str,
-    expected: Option<i64>,
+    expected: Option<&[i64]>,
     request: &PatchRequest,
 ) -> Result<Member, Error> {
     let before = get_for_write(conn, tenant, id)?;
-    check_version(&before, expected)?;
+    super::check_version(before.version, expected)?;
     let mut current = before
         .scim_registration
         .as_ref()
@@ -417,10 +429,10 @@ pub fn delete(
     tenant: &Tenant,
     actor: &Actor,
     id: &str,
-    expected: Option<i64>,
+    expected: Option<&[i64]>,
 ) -> Result<(), Error> {
     let before = get_for_write(conn, tenant, id)?;
-    check_version(&before, expected)?;
+    super::check_version(before.version, expected)?;
     let after = Member {
         status: MemberStatus::Deleted,
         ..before.clone()
@@ -480,12 +492,15 @@ pub fn list(
             _ => query,
         };
         if let Some((created_at, member_id)) = &after {
+            // ">= t and (> t or id >)" rather than "> t or (= t and id >)": PostgreSQL
+            // range-scans the listing index for the first form and filters every row for the
+            // second.
             query = query.filter(
-                members_table::created_at
-                    .gt(*created_at)
-                    .or(members_table::created_at
-                        .eq(*created_at)
-                        .and(members_table::member_id.gt(member_id.clone()))),
+                members_table::created_at.ge(*created_at).and(
+                    members_table::created_at
+                        .gt(*created_at)
+                        .or(members_table::member_id.gt(member_id.clone())),
+                ),
             );
         }
         let batch: Vec<MemberRow> = query.load(conn)?;

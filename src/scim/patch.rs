@@ -460,7 +460,11 @@ fn apply_multi(
                 if let Some(Value::Array(listed)) =
                     normalize_value(attribute, listed, attribute.name)?
                 {
-                    items.retain(|item| !listed.iter().any(|gone| same_element(item, gone)));
+                    items.retain(|item| {
+                        !listed
+                            .iter()
+                            .any(|gone| same_element(attribute, item, gone))
+                    });
                 }
             }
             None => items.clear(),
@@ -481,7 +485,10 @@ fn apply_multi(
                 normalize_value(attribute, required_value(value)?, attribute.name)?
             {
                 for new in added {
-                    match items.iter_mut().find(|item| same_element(item, &new)) {
+                    match items
+                        .iter_mut()
+                        .find(|item| same_element(attribute, item, &new))
+                    {
                         Some(existing) => merge_element(existing, new),
                         None => items.push(new),
                     }
@@ -581,9 +588,20 @@ fn is_primary(item: &Value) -> bool {
 
 /// Two elements of a multi-valued attribute are the same when their `value`s are equal (or,
 /// for elements without `value`, when they are equal).
-fn same_element(a: &Value, b: &Value) -> bool {
+/// `value`s compare as their attribute says: `emails.value` ignoring case, `members.value`
+/// exactly.
+fn same_element(attribute: &Attribute, a: &Value, b: &Value) -> bool {
+    let case_exact = attribute
+        .sub_attribute("value")
+        .is_some_and(|value| value.case_exact);
+    let same_value = |x: &Value, y: &Value| match (x, y) {
+        (Value::String(x), Value::String(y)) if !case_exact => x.to_lowercase() == y.to_lowercase(),
+        _ => x == y,
+    };
     match (a.get("value"), b.get("value")) {
-        (Some(x), Some(y)) => x == y && (b.get("type").is_none() || a.get("type") == b.get("type")),
+        (Some(x), Some(y)) => {
+            same_value(x, y) && (b.get("type").is_none() || a.get("type") == b.get("type"))
+        }
         _ => a == b,
     }
 }

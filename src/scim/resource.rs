@@ -194,9 +194,11 @@ pub fn normalize_value(
             single => vec![single.clone()],
         };
         let mut normalized: Vec<Value> = Vec::with_capacity(items.len());
+        // Duplicates are found by their serialised form: linear, whatever the list's length.
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
         for item in &items {
             if let Some(item) = normalize_single(attribute, item, path)? {
-                if !normalized.contains(&item) {
+                if seen.insert(item.to_string()) {
                     normalized.push(item);
                 }
             }
@@ -304,6 +306,12 @@ fn normalize_string(
     };
     if text.is_empty() {
         return Ok(None);
+    }
+    if text.contains('\0') {
+        return Err(Error::scim(
+            ScimType::InvalidValue,
+            format!("{path} contains a NUL character, which no attribute may hold"),
+        ));
     }
     let limit = if attribute.kind == Kind::Binary {
         MAX_BINARY_CHARS
