@@ -169,3 +169,61 @@ async fn every_advertised_writable_attribute_reads_back_as_written(#[case] db: D
         );
     }
 }
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn search_by_post_answers_like_a_filtered_get(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    for name in ["ada", "bob", "cy"] {
+        idp.post(
+            "/Users",
+            json!({"userName": format!("{name}@acme.test"), "title": name}),
+        )
+        .await;
+    }
+    idp.post("/Groups", json!({"displayName": "ada team"}))
+        .await;
+    let search = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": "userName sw \"ada\" or userName sw \"bob\"",
+        "attributes": ["userName"],
+        "startIndex": 1,
+        "count": 10
+    });
+    let users = idp.post("/Users/.search", search.clone()).await;
+    assert_eq!(users.status, 200, "{}", users.text);
+    assert_eq!(users.body["totalResults"], 2);
+    assert!(
+        users.body["Resources"][0].get("title").is_none(),
+        "attributes is honoured"
+    );
+
+    let everything = idp
+        .post(
+            "/.search",
+            json!({"filter": "userName sw \"ada\" or displayName sw \"ada\"", "count": 1}),
+        )
+        .await;
+    assert_eq!(everything.status, 200, "{}", everything.text);
+    assert_eq!(everything.body["totalResults"], 2);
+    assert_eq!(everything.body["Resources"].as_array().unwrap().len(), 1);
+    let second = idp
+        .post("/.search", json!({"filter": "userName sw \"ada\" or displayName sw \"ada\"", "startIndex": 2, "count": 1}))
+        .await;
+    assert_eq!(second.body["Resources"][0]["displayName"], "ada team");
+
+    let groups = idp
+        .post(
+            "/Groups/.search",
+            json!({"excludedAttributes": ["members"]}),
+        )
+        .await;
+    assert_eq!(groups.body["totalResults"], 1);
+    let bad = idp
+        .post("/Users/.search", json!({"filter": "userName eq"}))
+        .await;
+    assert_eq!(bad.body["scimType"], "invalidFilter");
+}

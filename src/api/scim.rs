@@ -12,7 +12,7 @@ use super::auth::ScimTenant;
 use super::{base_url, body_bytes, with_db};
 use crate::db;
 use crate::domain::members::Member;
-use crate::domain::scim_groups::{self, Group, GroupMember};
+use crate::domain::scim_groups::{self, Group};
 use crate::domain::scim_users::{self, UserGroup};
 use crate::error::{Error, ScimType, SCIM_CONTENT_TYPE};
 use crate::scim::discovery;
@@ -33,6 +33,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/scim/v2")
             .wrap(actix_web::middleware::from_fn(super::scim_errors))
+            // Before `/Users/{id}`, which would otherwise take `.search` for an id.
+            .service(web::resource("/Users/.search").post(search_users))
+            .service(web::resource("/Groups/.search").post(search_groups))
+            .service(web::resource("/.search").post(search_all))
             .service(
                 web::resource(["/Users", "/Users/"])
                     .get(list_users)
@@ -291,10 +295,22 @@ async fn list_users(
     query: QueryPairs,
 ) -> Result<HttpResponse, Error> {
     let query = list_query(&query)?;
-    let base = base_url(&state, &req);
+    let start_index = query.start_index;
+    let (total, resources) = user_page(&state, &req, tenant, query).await?;
+    list_body(resources, total, start_index)
+}
+
+/// One page of users, rendered and projected, and how many match.
+async fn user_page(
+    state: &AppState,
+    req: &HttpRequest,
+    tenant: ScimTenant,
+    query: ListQuery,
+) -> Result<(u64, Vec<Value>), Error> {
+    let base = base_url(state, req);
     let list_base = base.clone();
     let (filter, start_index, count) = (query.filter, query.start_index, query.count);
-    let (total, members, mut groups) = with_db(&state, move |conn| {
+    let (total, members, mut groups) = with_db(state, move |conn| {
         db::read(conn, |tx| {
             let (total, members) = scim_users::list(
                 tx,
@@ -322,7 +338,7 @@ async fn list_users(
             )
         })
         .collect();
-    list_body(resources, total, start_index)
+    Ok((total, resources))
 }
 
 async fn create_user(
@@ -444,7 +460,7 @@ async fn delete_user(
 }
 
 /// A group and, when the response shows them, its members.
-type GroupView = (Group, Option<Vec<GroupMember>>);
+type GroupView = (Group, Option<Vec<String>>);
 
 fn with_members(tx: &mut db::DbConn, group: Group, load: bool) -> Result<GroupView, Error> {
     let members = load
@@ -476,11 +492,24 @@ async fn list_groups(
     query: QueryPairs,
 ) -> Result<HttpResponse, Error> {
     let query = list_query(&query)?;
-    let base = base_url(&state, &req);
+    let start_index = query.start_index;
+    let (total, resources) = group_page(&state, &req, tenant, query).await?;
+    list_body(resources, total, start_index)
+}
+
+/// One page of groups, rendered and projected (members read only when shown), and how many
+/// match.
+async fn group_page(
+    state: &AppState,
+    req: &HttpRequest,
+    tenant: ScimTenant,
+    query: ListQuery,
+) -> Result<(u64, Vec<Value>), Error> {
+    let base = base_url(state, req);
     let list_base = base.clone();
     let load_members = query.projection.shows("members");
     let (filter, start_index, count) = (query.filter, query.start_index, query.count);
-    let (total, groups) = with_db(&state, move |conn| {
+    let (total, groups) = with_db(state, move |conn| {
         db::read(conn, |tx| {
             let (total, groups) = scim_groups::list(
                 tx,
@@ -510,7 +539,126 @@ async fn list_groups(
             )
         })
         .collect();
+    Ok((total, resources))
+}
+
+/// A SearchRequest body (RFC 7644 §3.4.3): the query parameters of a GET, as JSON.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchRequest {
+    #[serde(default)]
+    attributes: Vec<String>,
+    #[serde(default)]
+    excluded_attributes: Vec<String>,
+    filter: Option<String>,
+    start_index: Option<i64>,
+    count: Option<i64>,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
+}
+
+/// The same pairs a GET would carry, so both go through one `list_query`.
+fn search_query(body: &Value) -> Result<ListQuery, Error> {
+    let lowered: serde_json::Map<String, Value> = match body {
+        Value::Object(object) => object
+            .iter()
+            .map(|(key, value)| {
+                let known = [
+                    "attributes",
+                    "excludedAttributes",
+                    "filter",
+                    "startIndex",
+                    "count",
+                    "sortBy",
+                    "sortOrder",
+                    "schemas",
+                ]
+                .into_iter()
+                .find(|name| name.eq_ignore_ascii_case(key))
+                .unwrap_or(key);
+                (known.to_string(), value.clone())
+            })
+            .collect(),
+        _ => {
+            return Err(Error::scim(
+                ScimType::InvalidSyntax,
+                "a search request must be a JSON object",
+            ))
+        }
+    };
+    let request: SearchRequest =
+        serde_json::from_value(Value::Object(lowered)).map_err(|error| {
+            Error::scim(
+                ScimType::InvalidSyntax,
+                format!("the search request is malformed: {error}"),
+            )
+        })?;
+    let mut pairs = Vec::new();
+    let mut push = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            pairs.push((name.to_string(), value));
+        }
+    };
+    push(
+        "attributes",
+        (!request.attributes.is_empty()).then(|| request.attributes.join(",")),
+    );
+    push(
+        "excludedAttributes",
+        (!request.excluded_attributes.is_empty()).then(|| request.excluded_attributes.join(",")),
+    );
+    push("filter", request.filter);
+    push("startIndex", request.start_index.map(|n| n.to_string()));
+    push("count", request.count.map(|n| n.to_string()));
+    push("sortBy", request.sort_by);
+    push("sortOrder", request.sort_order);
+    list_query(&pairs)
+}
+
+async fn search_users(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    tenant: ScimTenant,
+    body: ScimJson,
+) -> Result<HttpResponse, Error> {
+    let query = search_query(&body.0)?;
+    let start_index = query.start_index;
+    let (total, resources) = user_page(&state, &req, tenant, query).await?;
     list_body(resources, total, start_index)
+}
+
+async fn search_groups(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    tenant: ScimTenant,
+    body: ScimJson,
+) -> Result<HttpResponse, Error> {
+    let query = search_query(&body.0)?;
+    let start_index = query.start_index;
+    let (total, resources) = group_page(&state, &req, tenant, query).await?;
+    list_body(resources, total, start_index)
+}
+
+/// `POST /.search` across resource types: users first, then groups, paged as one list.
+async fn search_all(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    tenant: ScimTenant,
+    body: ScimJson,
+) -> Result<HttpResponse, Error> {
+    let users_query = search_query(&body.0)?;
+    let groups_query = search_query(&body.0)?;
+    let (start_index, count) = (users_query.start_index, users_query.count);
+    let (users_total, mut resources) =
+        user_page(&state, &req, ScimTenant(tenant.0.clone()), users_query).await?;
+    let groups_query = ListQuery {
+        start_index: start_index.saturating_sub(users_total).max(1),
+        count: count - resources.len() as u64,
+        ..groups_query
+    };
+    let (groups_total, groups) = group_page(&state, &req, tenant, groups_query).await?;
+    resources.extend(groups);
+    list_body(resources, users_total + groups_total, start_index)
 }
 
 async fn create_group(

@@ -46,7 +46,8 @@ pub struct ScimRegistration {
     pub connection_id: String,
     pub user_name: String,
     pub external_id: Option<String>,
-    /// The SCIM resource in canonical form, without id, meta, groups, active and password.
+    /// The SCIM resource in canonical form, without id, meta, groups and password; `active`
+    /// as the IdP last set it (the member's status is the truth: scim_users::scim_attributes).
     pub attributes: Attributes,
 }
 

@@ -28,15 +28,7 @@ pub type UserGroup = (String, String);
 /// The SCIM User a member is, as its connection sees it; `groups` is read-only and derived
 /// from group membership.
 pub fn render(member: &Member, groups: &[UserGroup], base_url: &str) -> Value {
-    let mut attributes = member
-        .scim_registration
-        .as_ref()
-        .map(|registration| registration.attributes.clone())
-        .unwrap_or_default();
-    attributes.insert(
-        "active".into(),
-        Value::Bool(member.status != MemberStatus::Inactive),
-    );
+    let mut attributes = scim_attributes(member);
     if !groups.is_empty() {
         let groups = groups
             .iter()
@@ -58,6 +50,22 @@ pub fn render(member: &Member, groups: &[UserGroup], base_url: &str) -> Value {
         version: member.version,
     };
     resource::render(&USER_RESOURCE, &member.member_id, &attributes, &meta)
+}
+
+/// The User's attributes as its IdP sees them. `active` tells the member's status: shown
+/// whenever the IdP set it, and always when the member is inactive (a deprovisioned user stays
+/// visible as `active: false`); an IdP that removed it reads it back unassigned.
+fn scim_attributes(member: &Member) -> Attributes {
+    let mut attributes = member
+        .scim_registration
+        .as_ref()
+        .map(|registration| registration.attributes.clone())
+        .unwrap_or_default();
+    let inactive = member.status == MemberStatus::Inactive;
+    if attributes.contains_key("active") || inactive {
+        attributes.insert("active".into(), Value::Bool(!inactive));
+    }
+    attributes
 }
 
 /// The groups of each of these members, by member id.
@@ -98,14 +106,12 @@ struct UserFields {
 /// entry has a size limit (PostgreSQL's is 2,704 bytes).
 pub const MAX_INDEXED_BYTES: usize = 512;
 
-fn user_fields(mut attributes: Attributes) -> Result<UserFields, Error> {
+fn user_fields(attributes: Attributes) -> Result<UserFields, Error> {
     check_required(&USER_RESOURCE, &attributes)?;
     for key in ["userName", "externalId"] {
         check_indexed_length(key, attributes.get(key))?;
     }
-    let active = attributes
-        .remove("active")
-        .and_then(|active| active.as_bool());
+    let active = attributes.get("active").and_then(Value::as_bool);
     let text = |key: &str| {
         attributes
             .get(key)
@@ -365,15 +371,7 @@ pub fn patch(
 ) -> Result<Member, Error> {
     let before = get_for_write(conn, tenant, id)?;
     super::check_version(before.version, expected)?;
-    let mut current = before
-        .scim_registration
-        .as_ref()
-        .map(|registration| registration.attributes.clone())
-        .unwrap_or_default();
-    current.insert(
-        "active".into(),
-        Value::Bool(before.status != MemberStatus::Inactive),
-    );
+    let current = scim_attributes(&before);
     let patched = patch::apply(&USER_RESOURCE, &current, request, &before.member_id)?;
     let fields = user_fields(patched)?;
     save(conn, tenant, actor, before, fields)
