@@ -742,3 +742,41 @@ async fn if_match_accepts_any_tag_of_a_list(#[case] db: Db) {
         .await;
     assert_eq!(listed.status, 200, "{}", listed.text);
 }
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn a_filter_no_index_answers_is_evaluated_across_every_batch(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    // More users than one scan batch (500), every seventh one an engineer.
+    let mut engineers = Vec::new();
+    for n in 0..1_100 {
+        let title = if n % 7 == 0 { "Engineer" } else { "Analyst" };
+        let created = idp
+            .post(
+                "/Users",
+                json!({"userName": format!("u{n:04}@acme.test"), "title": title}),
+            )
+            .await;
+        if n % 7 == 0 {
+            engineers.push(created.body["id"].clone());
+        }
+    }
+    let mut seen = Vec::new();
+    let mut start = 1;
+    loop {
+        let page = idp
+            .get(&format!("/Users?filter=title%20eq%20%22engineer%22&startIndex={start}&count=50&attributes=id"))
+            .await;
+        assert_eq!(page.body["totalResults"], engineers.len(), "{}", page.text);
+        let resources = page.body["Resources"].as_array().unwrap();
+        if resources.is_empty() {
+            break;
+        }
+        seen.extend(resources.iter().map(|r| r["id"].clone()));
+        start += resources.len();
+    }
+    assert_eq!(seen, engineers, "every match once, in creation order");
+}

@@ -374,6 +374,25 @@ pub fn authenticate(conn: &mut DbConn, presented: &str) -> Result<Option<Tenant>
     }))
 }
 
+/// The tenant's connection must still exist: a token remembered by another process may
+/// outlive it for a moment (README: token cache), and nothing may be written for a deleted
+/// connection.
+pub fn ensure_exists(conn: &mut DbConn, tenant: &Tenant) -> Result<(), Error> {
+    let exists = scim_connections::table
+        .find(&tenant.connection_id)
+        .filter(scim_connections::organization_id.eq(&tenant.organization_id))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0;
+    if !exists {
+        return Err(Error::Unauthorized {
+            error_type: "invalid_token",
+            message: "the bearer token's SCIM connection no longer exists".into(),
+        });
+    }
+    Ok(())
+}
+
 fn ensure_rotating(
     conn: &mut DbConn,
     organization_id: &str,

@@ -81,6 +81,38 @@ pub fn check_version(current: i64, expected: Option<&[i64]>) -> Result<(), crate
     }
 }
 
+/// A place in creation order: (created_at, id), the order SCIM lists page through.
+pub type Position = (NaiveDateTime, String);
+
+/// Rows read per batch when a filter must be evaluated in Rust.
+pub const SCAN_BATCH: i64 = 500;
+
+/// Reads rows in creation order, a batch at a time, each batch resuming after the last row
+/// of the one before, until a batch comes back short; `visit` sees every row. Memory stays
+/// one batch, whatever the table's size.
+pub fn scan_in_order<T>(
+    conn: &mut crate::db::DbConn,
+    mut fetch: impl FnMut(
+        &mut crate::db::DbConn,
+        Option<&Position>,
+    ) -> Result<Vec<T>, crate::error::Error>,
+    position: impl Fn(&T) -> Position,
+    mut visit: impl FnMut(&mut crate::db::DbConn, T) -> Result<(), crate::error::Error>,
+) -> Result<(), crate::error::Error> {
+    let mut after: Option<Position> = None;
+    loop {
+        let batch = fetch(conn, after.as_ref())?;
+        let exhausted = (batch.len() as i64) < SCAN_BATCH;
+        for row in batch {
+            after = Some(position(&row));
+            visit(conn, row)?;
+        }
+        if exhausted {
+            return Ok(());
+        }
+    }
+}
+
 /// New identifiers have Stytch's shape: a kind prefix and a random UUID.
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())

@@ -12,8 +12,8 @@ use super::connections::Tenant;
 use super::events::{self, previous_values, Event};
 use super::members::{lookup_key, MemberStatus};
 use super::scim_users::check_indexed_length;
-use super::{new_id, now, Actor};
-use crate::db::schema::{group_members, members, scim_connections, scim_groups};
+use super::{new_id, now, scan_in_order, Actor, Position, SCAN_BATCH};
+use crate::db::schema::{group_members, members, scim_groups};
 use crate::db::DbConn;
 use crate::error::{Error, ScimType};
 use crate::scim::filter::{CompareOp, Filter, Literal, PatchPath};
@@ -24,8 +24,6 @@ use crate::scim::resource::{
 };
 use crate::scim::schema::GROUP_RESOURCE;
 
-/// Rows read per batch when a filter must be evaluated in Rust.
-const SCAN_BATCH: i64 = 500;
 /// Member ids looked up or written per statement.
 const ID_BATCH: usize = 500;
 
@@ -175,22 +173,6 @@ fn take_member_ids(attributes: &mut Attributes) -> Vec<String> {
     }
 }
 
-fn ensure_connection(conn: &mut DbConn, tenant: &Tenant) -> Result<(), Error> {
-    let exists = scim_connections::table
-        .find(&tenant.connection_id)
-        .filter(scim_connections::organization_id.eq(&tenant.organization_id))
-        .count()
-        .get_result::<i64>(conn)?
-        > 0;
-    if !exists {
-        return Err(Error::Unauthorized {
-            error_type: "invalid_token",
-            message: "the bearer token's SCIM connection no longer exists".into(),
-        });
-    }
-    Ok(())
-}
-
 /// Normalised group attributes, checked: `displayName` present, indexed values not too long.
 fn group_attributes(input: &Value) -> Result<Attributes, Error> {
     let attributes = resource::normalize(&GROUP_RESOURCE, input)?;
@@ -215,7 +197,7 @@ pub fn create(
 ) -> Result<Group, Error> {
     let mut attributes = group_attributes(input)?;
     let member_ids = take_member_ids(&mut attributes);
-    ensure_connection(conn, tenant)?;
+    super::connections::ensure_exists(conn, tenant)?;
     let at = now();
     let group = Group {
         group_id: new_id("group"),
@@ -799,8 +781,7 @@ pub fn list(
     let needs_members = mentions(filter, "members");
     let rules = ResourceRules(&GROUP_RESOURCE);
     let mut page = Page::new(start_index, count);
-    let mut after: Option<(NaiveDateTime, String)> = None;
-    loop {
+    let fetch = |conn: &mut DbConn, after: Option<&Position>| -> Result<Vec<Group>, Error> {
         let mut query = connection_groups()
             .order((scim_groups::created_at.asc(), scim_groups::group_id.asc()))
             .limit(SCAN_BATCH)
@@ -822,7 +803,7 @@ pub fn list(
             ),
             _ => query,
         };
-        if let Some((created_at, group_id)) = &after {
+        if let Some((created_at, group_id)) = after {
             // Index-friendly keyset condition (see scim_users::list).
             query = query.filter(
                 scim_groups::created_at.ge(*created_at).and(
@@ -832,22 +813,28 @@ pub fn list(
                 ),
             );
         }
-        let batch: Vec<GroupRow> = query.load(conn)?;
-        let exhausted = (batch.len() as i64) < SCAN_BATCH;
-        for row in batch {
-            let group = row.into_group()?;
-            after = Some((group.created_at, group.group_id.clone()));
-            let members = if needs_members {
-                Some(members_of(conn, &group.group_id)?)
-            } else {
-                None
-            };
-            if filter.matches(&render(&group, members.as_deref(), base_url), &rules) {
-                page.offer(group);
-            }
+        query
+            .load(conn)?
+            .into_iter()
+            .map(GroupRow::into_group)
+            .collect()
+    };
+    let visit = |conn: &mut DbConn, group: Group| -> Result<(), Error> {
+        let members = if needs_members {
+            Some(members_of(conn, &group.group_id)?)
+        } else {
+            None
+        };
+        if filter.matches(&render(&group, members.as_deref(), base_url), &rules) {
+            page.offer(group);
         }
-        if exhausted {
-            return Ok((page.total, page.items));
-        }
-    }
+        Ok(())
+    };
+    scan_in_order(
+        conn,
+        fetch,
+        |group| (group.created_at, group.group_id.clone()),
+        visit,
+    )?;
+    Ok((page.total, page.items))
 }

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use super::connections::Tenant;
 use super::members::{self, lookup_key, Member, MemberRow, MemberStatus, ScimRegistration};
 use super::scim_groups;
-use super::{new_id, now, Actor};
-use crate::db::schema::{members as members_table, scim_connections};
+use super::{new_id, now, scan_in_order, Actor, Position, SCAN_BATCH};
+use crate::db::schema::members as members_table;
 use crate::db::DbConn;
 use crate::error::{Error, ScimType};
 use crate::scim::filter::Filter;
@@ -18,9 +18,6 @@ use crate::scim::list::{mentions, required_equality, Page};
 use crate::scim::patch::{self, PatchRequest};
 use crate::scim::resource::{self, check_required, Attributes, Meta, ResourceRules};
 use crate::scim::schema::USER_RESOURCE;
-
-/// Rows read per batch when a filter must be evaluated in Rust.
-const SCAN_BATCH: i64 = 500;
 
 /// A group a user belongs to: (group id, displayName).
 pub type UserGroup = (String, String);
@@ -215,24 +212,6 @@ fn display_name(attributes: &Attributes) -> String {
         })
 }
 
-/// The connection must still exist: a token remembered by another process may outlive it for
-/// a moment (README: token cache), and nothing may be written for a deleted connection.
-fn ensure_connection(conn: &mut DbConn, tenant: &Tenant) -> Result<(), Error> {
-    let exists = scim_connections::table
-        .find(&tenant.connection_id)
-        .filter(scim_connections::organization_id.eq(&tenant.organization_id))
-        .count()
-        .get_result::<i64>(conn)?
-        > 0;
-    if !exists {
-        return Err(Error::Unauthorized {
-            error_type: "invalid_token",
-            message: "the bearer token's SCIM connection no longer exists".into(),
-        });
-    }
-    Ok(())
-}
-
 /// POST /Users: a new member, or the adoption of an existing member of the organization that no
 /// IdP manages yet (invited, created by API or JIT): same member id, now this connection's.
 pub fn create(
@@ -242,7 +221,7 @@ pub fn create(
     input: &Value,
 ) -> Result<Member, Error> {
     let fields = user_fields(resource::normalize(&USER_RESOURCE, input)?)?;
-    ensure_connection(conn, tenant)?;
+    super::connections::ensure_exists(conn, tenant)?;
     ensure_user_name_free(conn, tenant, &fields.user_name, None)?;
     let status = if fields.active.unwrap_or(true) {
         MemberStatus::Active
@@ -384,7 +363,7 @@ fn save(
     before: Member,
     fields: UserFields,
 ) -> Result<Member, Error> {
-    ensure_connection(conn, tenant)?;
+    super::connections::ensure_exists(conn, tenant)?;
     ensure_user_name_free(conn, tenant, &fields.user_name, Some(&before.member_id))?;
     if lookup_key(&fields.email) != lookup_key(&before.email_address) {
         if let Some(holder) = members::find_by_email(conn, &tenant.organization_id, &fields.email)?
@@ -470,8 +449,7 @@ pub fn list(
     let filter_groups = mentions(filter, "groups");
     let rules = ResourceRules(&USER_RESOURCE);
     let mut page = Page::new(start_index, count);
-    let mut after: Option<(chrono::NaiveDateTime, String)> = None;
-    loop {
+    let fetch = |conn: &mut DbConn, after: Option<&Position>| -> Result<Vec<Member>, Error> {
         let mut query = live_users(tenant)
             .order((
                 members_table::created_at.asc(),
@@ -489,7 +467,7 @@ pub fn list(
             }
             _ => query,
         };
-        if let Some((created_at, member_id)) = &after {
+        if let Some((created_at, member_id)) = after {
             // ">= t and (> t or id >)" rather than "> t or (= t and id >)": PostgreSQL
             // range-scans the listing index for the first form and filters every row for the
             // second.
@@ -501,27 +479,33 @@ pub fn list(
                 ),
             );
         }
-        let batch: Vec<MemberRow> = query.load(conn)?;
-        let exhausted = (batch.len() as i64) < SCAN_BATCH;
-        for row in batch {
-            let member = row.into_member()?;
-            after = Some((member.created_at, member.member_id.clone()));
-            // A user's groups are read only when the filter looks at them.
-            let groups = if filter_groups {
-                groups_of(conn, std::slice::from_ref(&member))?
-                    .remove(&member.member_id)
-                    .unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            if filter.matches(&render(&member, &groups, base_url), &rules) {
-                page.offer(member);
-            }
+        query
+            .load(conn)?
+            .into_iter()
+            .map(MemberRow::into_member)
+            .collect()
+    };
+    let visit = |conn: &mut DbConn, member: Member| -> Result<(), Error> {
+        // A user's groups are read only when the filter looks at them.
+        let groups = if filter_groups {
+            groups_of(conn, std::slice::from_ref(&member))?
+                .remove(&member.member_id)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if filter.matches(&render(&member, &groups, base_url), &rules) {
+            page.offer(member);
         }
-        if exhausted {
-            return Ok((page.total, page.items));
-        }
-    }
+        Ok(())
+    };
+    scan_in_order(
+        conn,
+        fetch,
+        |member| (member.created_at, member.member_id.clone()),
+        visit,
+    )?;
+    Ok((page.total, page.items))
 }
 
 /// The attributes whose equality an index answers.
