@@ -23,6 +23,8 @@ pub enum ScimType {
     InvalidVers,
     Sensitive,
     TooLarge,
+    /// RFC 9865: a cursor this server did not hand out.
+    InvalidCursor,
 }
 
 impl ScimType {
@@ -39,6 +41,7 @@ impl ScimType {
             ScimType::InvalidVers => "invalidVers",
             ScimType::Sensitive => "sensitive",
             ScimType::TooLarge => "tooLarge",
+            ScimType::InvalidCursor => "invalidCursor",
         }
     }
 }

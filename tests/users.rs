@@ -780,3 +780,67 @@ async fn a_filter_no_index_answers_is_evaluated_across_every_batch(#[case] db: D
     }
     assert_eq!(seen, engineers, "every match once, in creation order");
 }
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn cursor_paging_reads_every_user_once_and_refuses_foreign_cursors(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let mut ids = Vec::new();
+    for n in 0..9 {
+        let title = if n % 2 == 0 { "even" } else { "odd" };
+        let created = idp
+            .post(
+                "/Users",
+                json!({"userName": format!("u{n}@acme.test"), "title": title}),
+            )
+            .await;
+        ids.push(created.body["id"].clone());
+    }
+    for (filter, expected) in [
+        ("", ids.clone()),
+        (
+            "&filter=title%20eq%20%22even%22",
+            ids.iter().step_by(2).cloned().collect::<Vec<_>>(),
+        ),
+    ] {
+        let mut seen = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = idp
+                .get(&format!("/Users?count=2&cursor={cursor}{filter}"))
+                .await;
+            assert_eq!(page.status, 200, "{}", page.text);
+            assert_eq!(page.body["totalResults"], expected.len());
+            assert!(
+                page.body.get("startIndex").is_none(),
+                "cursor paging has no startIndex"
+            );
+            seen.extend(
+                page.body["Resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["id"].clone()),
+            );
+            match page.body["nextCursor"].as_str() {
+                Some(next) => cursor = next.to_string(),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "filter {filter:?}");
+    }
+    let forged = idp.get("/Users?cursor=not-a-cursor").await;
+    assert_eq!(forged.status, 400);
+    assert_eq!(forged.body["scimType"], "invalidCursor");
+    let searched = idp
+        .post("/Users/.search", json!({"cursor": "", "count": 5}))
+        .await;
+    assert_eq!(searched.body["Resources"].as_array().unwrap().len(), 5);
+    assert!(searched.body["nextCursor"].is_string());
+    let groups = idp.get("/Groups?cursor=&count=10").await;
+    assert_eq!(groups.status, 200);
+    assert_eq!(groups.body["totalResults"], 0);
+}

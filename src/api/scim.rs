@@ -14,6 +14,7 @@ use crate::db;
 use crate::domain::members::Member;
 use crate::domain::scim_groups::{self, Group};
 use crate::domain::scim_users::{self, UserGroup};
+use crate::domain::{decode_cursor, encode_cursor, Position, Window};
 use crate::error::{Error, ScimType, SCIM_CONTENT_TYPE};
 use crate::scim::discovery;
 use crate::scim::filter::Filter;
@@ -143,8 +144,7 @@ struct Projection {
 
 struct ListQuery {
     filter: Option<Filter>,
-    start_index: u64,
-    count: u64,
+    window: Window,
     projection: Projection,
 }
 
@@ -197,10 +197,28 @@ fn list_query(pairs: &[(String, String)]) -> Result<ListQuery, Error> {
     Ok(ListQuery {
         filter,
         // RFC 7644 §3.4.2.4: a startIndex below 1 is 1; a negative count is 0.
-        start_index: number("startIndex")?.unwrap_or(1).max(1) as u64,
-        count: number("count")?.map_or(DEFAULT_PAGE_SIZE, |count| {
-            (count.max(0) as u64).min(MAX_PAGE_SIZE)
-        }),
+        window: {
+            let count = number("count")?.map_or(DEFAULT_PAGE_SIZE, |count| {
+                (count.max(0) as u64).min(MAX_PAGE_SIZE)
+            });
+            match param(pairs, "cursor") {
+                // RFC 9865: an empty cursor asks for the first page.
+                Some("") => Window::After { position: None, count },
+                Some(cursor) => Window::After {
+                    position: Some(decode_cursor(cursor).ok_or_else(|| {
+                        Error::scim(
+                            ScimType::InvalidCursor,
+                            "cursor is not one this server handed out: pass nextCursor as it came, or an empty cursor to start",
+                        )
+                    })?),
+                    count,
+                },
+                None => Window::Index {
+                    start_index: number("startIndex")?.unwrap_or(1).max(1) as u64,
+                    count,
+                },
+            }
+        },
         projection: projection(pairs),
     })
 }
@@ -256,9 +274,19 @@ fn not_modified(req: &HttpRequest, version: i64) -> Option<HttpResponse> {
     })
 }
 
-fn list_body(resources: Vec<Value>, total: u64, start_index: u64) -> Result<HttpResponse, Error> {
-    let body = serde_json::to_value(ListResponse::new(resources, total, start_index))
-        .map_err(Error::internal)?;
+/// A ListResponse for one page: `startIndex` in index paging, `nextCursor` in cursor paging.
+fn list_body(resources: Vec<Value>, page: &PageOf, window: &Window) -> Result<HttpResponse, Error> {
+    let start_index = match window {
+        Window::Index { start_index, .. } => Some(*start_index),
+        Window::After { .. } => None,
+    };
+    let body = serde_json::to_value(ListResponse::new(
+        resources,
+        page.total,
+        start_index,
+        page.next.as_ref().map(encode_cursor),
+    ))
+    .map_err(Error::internal)?;
     Ok(scim_response(HttpResponse::Ok(), &body))
 }
 
@@ -295,37 +323,37 @@ async fn list_users(
     query: QueryPairs,
 ) -> Result<HttpResponse, Error> {
     let query = list_query(&query)?;
-    let start_index = query.start_index;
-    let (total, resources) = user_page(&state, &req, tenant, query).await?;
-    list_body(resources, total, start_index)
+    let window = query.window.clone();
+    let (page, resources) = user_page(&state, &req, tenant, query).await?;
+    list_body(resources, &page, &window)
 }
 
-/// One page of users, rendered and projected, and how many match.
+/// How many match in all, and where the next page starts (cursor paging).
+struct PageOf {
+    total: u64,
+    next: Option<Position>,
+}
+
+/// One page of users, rendered and projected.
 async fn user_page(
     state: &AppState,
     req: &HttpRequest,
     tenant: ScimTenant,
     query: ListQuery,
-) -> Result<(u64, Vec<Value>), Error> {
+) -> Result<(PageOf, Vec<Value>), Error> {
     let base = base_url(state, req);
     let list_base = base.clone();
-    let (filter, start_index, count) = (query.filter, query.start_index, query.count);
-    let (total, members, mut groups) = with_db(state, move |conn| {
+    let (filter, window) = (query.filter, query.window);
+    let (listed, mut groups) = with_db(state, move |conn| {
         db::read(conn, |tx| {
-            let (total, members) = scim_users::list(
-                tx,
-                &tenant.0,
-                &list_base,
-                filter.as_ref(),
-                start_index,
-                count,
-            )?;
-            let groups = scim_users::groups_of(tx, &members)?;
-            Ok((total, members, groups))
+            let listed = scim_users::list(tx, &tenant.0, &list_base, filter.as_ref(), &window)?;
+            let groups = scim_users::groups_of(tx, &listed.items)?;
+            Ok((listed, groups))
         })
     })
     .await?;
-    let resources = members
+    let resources = listed
+        .items
         .iter()
         .map(|member| {
             let groups = groups.remove(&member.member_id).unwrap_or_default();
@@ -338,7 +366,13 @@ async fn user_page(
             )
         })
         .collect();
-    Ok((total, resources))
+    Ok((
+        PageOf {
+            total: listed.total,
+            next: listed.next,
+        },
+        resources,
+    ))
 }
 
 async fn create_user(
@@ -492,38 +526,38 @@ async fn list_groups(
     query: QueryPairs,
 ) -> Result<HttpResponse, Error> {
     let query = list_query(&query)?;
-    let start_index = query.start_index;
-    let (total, resources) = group_page(&state, &req, tenant, query).await?;
-    list_body(resources, total, start_index)
+    let window = query.window.clone();
+    let (page, resources) = group_page(&state, &req, tenant, query).await?;
+    list_body(resources, &page, &window)
 }
 
-/// One page of groups, rendered and projected (members read only when shown), and how many
-/// match.
+/// One page of groups, rendered and projected (members read only when shown).
 async fn group_page(
     state: &AppState,
     req: &HttpRequest,
     tenant: ScimTenant,
     query: ListQuery,
-) -> Result<(u64, Vec<Value>), Error> {
+) -> Result<(PageOf, Vec<Value>), Error> {
     let base = base_url(state, req);
     let list_base = base.clone();
     let load_members = query.projection.shows("members");
-    let (filter, start_index, count) = (query.filter, query.start_index, query.count);
-    let (total, groups) = with_db(state, move |conn| {
+    let (filter, window) = (query.filter, query.window);
+    let (listed, groups) = with_db(state, move |conn| {
         db::read(conn, |tx| {
-            let (total, groups) = scim_groups::list(
-                tx,
-                &tenant.0,
-                &list_base,
-                filter.as_ref(),
-                start_index,
-                count,
-            )?;
-            let groups = groups
+            let listed = scim_groups::list(tx, &tenant.0, &list_base, filter.as_ref(), &window)?;
+            let next = listed.next.clone();
+            let groups = listed
+                .items
                 .into_iter()
                 .map(|group| with_members(tx, group, load_members))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok((total, groups))
+            Ok((
+                PageOf {
+                    total: listed.total,
+                    next,
+                },
+                groups,
+            ))
         })
     })
     .await?;
@@ -539,7 +573,7 @@ async fn group_page(
             )
         })
         .collect();
-    Ok((total, resources))
+    Ok((listed, resources))
 }
 
 /// A SearchRequest body (RFC 7644 §3.4.3): the query parameters of a GET, as JSON.
@@ -553,6 +587,7 @@ struct SearchRequest {
     filter: Option<String>,
     start_index: Option<i64>,
     count: Option<i64>,
+    cursor: Option<String>,
     sort_by: Option<String>,
     sort_order: Option<String>,
 }
@@ -610,6 +645,7 @@ fn search_query(body: &Value) -> Result<ListQuery, Error> {
     push("filter", request.filter);
     push("startIndex", request.start_index.map(|n| n.to_string()));
     push("count", request.count.map(|n| n.to_string()));
+    push("cursor", request.cursor);
     push("sortBy", request.sort_by);
     push("sortOrder", request.sort_order);
     list_query(&pairs)
@@ -622,9 +658,9 @@ async fn search_users(
     body: ScimJson,
 ) -> Result<HttpResponse, Error> {
     let query = search_query(&body.0)?;
-    let start_index = query.start_index;
-    let (total, resources) = user_page(&state, &req, tenant, query).await?;
-    list_body(resources, total, start_index)
+    let window = query.window.clone();
+    let (page, resources) = user_page(&state, &req, tenant, query).await?;
+    list_body(resources, &page, &window)
 }
 
 async fn search_groups(
@@ -634,12 +670,13 @@ async fn search_groups(
     body: ScimJson,
 ) -> Result<HttpResponse, Error> {
     let query = search_query(&body.0)?;
-    let start_index = query.start_index;
-    let (total, resources) = group_page(&state, &req, tenant, query).await?;
-    list_body(resources, total, start_index)
+    let window = query.window.clone();
+    let (page, resources) = group_page(&state, &req, tenant, query).await?;
+    list_body(resources, &page, &window)
 }
 
-/// `POST /.search` across resource types: users first, then groups, paged as one list.
+/// `POST /.search` across resource types: users first, then groups, paged as one list by
+/// `startIndex` (a cursor names a place in one resource type's order, not in both).
 async fn search_all(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -648,17 +685,29 @@ async fn search_all(
 ) -> Result<HttpResponse, Error> {
     let users_query = search_query(&body.0)?;
     let groups_query = search_query(&body.0)?;
-    let (start_index, count) = (users_query.start_index, users_query.count);
-    let (users_total, mut resources) =
+    let Window::Index { start_index, count } = users_query.window else {
+        return Err(Error::scim(
+            ScimType::InvalidValue,
+            "POST /.search pages by startIndex; for cursor paging search /Users/.search or /Groups/.search",
+        ));
+    };
+    let window = users_query.window.clone();
+    let (users, mut resources) =
         user_page(&state, &req, ScimTenant(tenant.0.clone()), users_query).await?;
     let groups_query = ListQuery {
-        start_index: start_index.saturating_sub(users_total).max(1),
-        count: count - resources.len() as u64,
+        window: Window::Index {
+            start_index: start_index.saturating_sub(users.total).max(1),
+            count: count - resources.len() as u64,
+        },
         ..groups_query
     };
-    let (groups_total, groups) = group_page(&state, &req, tenant, groups_query).await?;
-    resources.extend(groups);
-    list_body(resources, users_total + groups_total, start_index)
+    let (groups, group_resources) = group_page(&state, &req, tenant, groups_query).await?;
+    resources.extend(group_resources);
+    let page = PageOf {
+        total: users.total + groups.total,
+        next: None,
+    };
+    list_body(resources, &page, &window)
 }
 
 async fn create_group(
@@ -874,7 +923,7 @@ async fn get_schema(
 
 fn list_response(resources: Vec<Value>) -> HttpResponse {
     let total = resources.len() as u64;
-    let body = serde_json::to_value(ListResponse::new(resources, total, 1))
+    let body = serde_json::to_value(ListResponse::new(resources, total, Some(1), None))
         .expect("list responses serialize");
     scim_response(HttpResponse::Ok(), &body)
 }

@@ -87,30 +87,161 @@ pub type Position = (NaiveDateTime, String);
 /// Rows read per batch when a filter must be evaluated in Rust.
 pub const SCAN_BATCH: i64 = 500;
 
+/// Which part of a list a request wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Window {
+    /// RFC 7644 §3.4.2.4: `count` items from the 1-based `start_index`.
+    Index { start_index: u64, count: u64 },
+    /// RFC 9865: `count` items after a position (`None`: from the start).
+    After {
+        position: Option<Position>,
+        count: u64,
+    },
+}
+
+/// One page of a list: its items, how many match in all, and, in cursor paging, where the
+/// next page starts.
+#[derive(Debug)]
+pub struct Listed<T> {
+    pub total: u64,
+    pub items: Vec<T>,
+    pub next: Option<Position>,
+}
+
+/// Whether a scan goes on after a row.
+enum Flow {
+    Continue,
+    Stop,
+}
+
 /// Reads rows in creation order, a batch at a time, each batch resuming after the last row
-/// of the one before, until a batch comes back short; `visit` sees every row. Memory stays
-/// one batch, whatever the table's size.
-pub fn scan_in_order<T>(
+/// of the one before, from `start` until a batch comes back short or `visit` stops. Memory
+/// stays one batch, whatever the table's size.
+fn scan_in_order<T>(
     conn: &mut crate::db::DbConn,
-    mut fetch: impl FnMut(
+    start: Option<Position>,
+    fetch: &mut impl FnMut(
         &mut crate::db::DbConn,
         Option<&Position>,
     ) -> Result<Vec<T>, crate::error::Error>,
-    position: impl Fn(&T) -> Position,
-    mut visit: impl FnMut(&mut crate::db::DbConn, T) -> Result<(), crate::error::Error>,
+    position: &impl Fn(&T) -> Position,
+    mut visit: impl FnMut(&mut crate::db::DbConn, T) -> Result<Flow, crate::error::Error>,
 ) -> Result<(), crate::error::Error> {
-    let mut after: Option<Position> = None;
+    let mut after = start;
     loop {
         let batch = fetch(conn, after.as_ref())?;
         let exhausted = (batch.len() as i64) < SCAN_BATCH;
         for row in batch {
             after = Some(position(&row));
-            visit(conn, row)?;
+            if let Flow::Stop = visit(conn, row)? {
+                return Ok(());
+            }
         }
         if exhausted {
             return Ok(());
         }
     }
+}
+
+/// The rows of a filtered list that `window` asks for, found by scanning in creation order
+/// and keeping those `matches` accepts; every match is counted for `totalResults`. In cursor
+/// paging the page itself is read from the cursor on, and the scan stops once it is full.
+pub fn scan_window<T>(
+    conn: &mut crate::db::DbConn,
+    window: &Window,
+    mut fetch: impl FnMut(
+        &mut crate::db::DbConn,
+        Option<&Position>,
+    ) -> Result<Vec<T>, crate::error::Error>,
+    position: impl Fn(&T) -> Position,
+    mut matches: impl FnMut(&mut crate::db::DbConn, &T) -> Result<bool, crate::error::Error>,
+) -> Result<Listed<T>, crate::error::Error> {
+    let mut total = 0u64;
+    let mut items = Vec::new();
+    match window {
+        Window::Index { start_index, count } => {
+            let skip = start_index.saturating_sub(1);
+            scan_in_order(conn, None, &mut fetch, &position, |conn, row| {
+                if matches(conn, &row)? {
+                    total += 1;
+                    if total > skip && (items.len() as u64) < *count {
+                        items.push(row);
+                    }
+                }
+                Ok(Flow::Continue)
+            })?;
+            Ok(Listed {
+                total,
+                items,
+                next: None,
+            })
+        }
+        Window::After {
+            position: start,
+            count,
+        } => {
+            scan_in_order(conn, None, &mut fetch, &position, |conn, row| {
+                total += u64::from(matches(conn, &row)?);
+                Ok(Flow::Continue)
+            })?;
+            page_after(conn, total, start.clone(), *count, fetch, position, matches)
+        }
+    }
+}
+
+/// A cursor page: the first `count` rows `matches` accepts after `start`. One row more is
+/// read to learn whether a next page exists.
+pub fn page_after<T>(
+    conn: &mut crate::db::DbConn,
+    total: u64,
+    start: Option<Position>,
+    count: u64,
+    mut fetch: impl FnMut(
+        &mut crate::db::DbConn,
+        Option<&Position>,
+    ) -> Result<Vec<T>, crate::error::Error>,
+    position: impl Fn(&T) -> Position,
+    mut matches: impl FnMut(&mut crate::db::DbConn, &T) -> Result<bool, crate::error::Error>,
+) -> Result<Listed<T>, crate::error::Error> {
+    let mut items = Vec::new();
+    scan_in_order(conn, start, &mut fetch, &position, |conn, row| {
+        if matches(conn, &row)? {
+            items.push(row);
+        }
+        Ok(if items.len() as u64 > count {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        })
+    })?;
+    let next = if items.len() as u64 > count {
+        items.truncate(count as usize);
+        items.last().map(&position)
+    } else {
+        None
+    };
+    Ok(Listed { total, items, next })
+}
+
+/// A cursor is the position of the last item of a page, opaque to clients.
+pub fn encode_cursor((created_at, id): &Position) -> String {
+    use base64::Engine;
+    let micros = created_at.and_utc().timestamp_micros();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{micros}:{id}"))
+}
+
+/// The position a cursor names; `None` for anything this server did not hand out.
+pub fn decode_cursor(cursor: &str) -> Option<Position> {
+    use base64::Engine;
+    let text = String::from_utf8(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()?,
+    )
+    .ok()?;
+    let (micros, id) = text.split_once(':')?;
+    let created_at = chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?.naive_utc();
+    (!id.is_empty()).then(|| (created_at, id.to_string()))
 }
 
 /// New identifiers have Stytch's shape: a kind prefix and a random UUID.

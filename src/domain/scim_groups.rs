@@ -12,12 +12,12 @@ use super::connections::Tenant;
 use super::events::{self, previous_values, Event};
 use super::members::{lookup_key, MemberStatus};
 use super::scim_users::check_indexed_length;
-use super::{new_id, now, scan_in_order, Actor, Position, SCAN_BATCH};
+use super::{new_id, now, page_after, scan_window, Actor, Listed, Position, Window, SCAN_BATCH};
 use crate::db::schema::{group_members, members, scim_groups};
 use crate::db::DbConn;
 use crate::error::{Error, ScimType};
 use crate::scim::filter::{CompareOp, Filter, Literal, PatchPath};
-use crate::scim::list::{mentions, required_equality, Page};
+use crate::scim::list::{mentions, required_equality};
 use crate::scim::patch::{self, Op, Operation, PatchRequest};
 use crate::scim::resource::{
     self, check_required, normalize_value, Attributes, Meta, ResourceRules,
@@ -742,34 +742,20 @@ fn record_membership(
     Ok(())
 }
 
-/// One page of the connection's groups matching `filter`, in creation order, with how many
-/// match. Equality on `id`, `displayName`, `externalId` and `members.value` uses an index;
-/// members are read only when the filter looks at them.
+/// The page `window` asks for of the connection's groups matching `filter`, in creation
+/// order, with how many match. Equality on `id`, `displayName`, `externalId` and
+/// `members.value` uses an index; members are read only when the filter looks at them.
 pub fn list(
     conn: &mut DbConn,
     tenant: &Tenant,
     base_url: &str,
     filter: Option<&Filter>,
-    start_index: u64,
-    count: u64,
-) -> Result<(u64, Vec<Group>), Error> {
+    window: &Window,
+) -> Result<Listed<Group>, Error> {
     let connection_groups = || {
         scim_groups::table
             .filter(scim_groups::connection_id.eq(tenant.connection_id.as_str()))
             .into_boxed()
-    };
-    let Some(filter) = filter else {
-        let total = connection_groups().count().get_result::<i64>(conn)? as u64;
-        let page = connection_groups()
-            .order((scim_groups::created_at.asc(), scim_groups::group_id.asc()))
-            .offset(start_index.saturating_sub(1) as i64)
-            .limit(count as i64)
-            .select(GroupRow::as_select())
-            .load(conn)?
-            .into_iter()
-            .map(GroupRow::into_group)
-            .collect::<Result<_, _>>()?;
-        return Ok((total, page));
     };
     const INDEXED: &[(&str, Option<&str>)] = &[
         ("id", None),
@@ -777,10 +763,7 @@ pub fn list(
         ("externalId", None),
         ("members", Some("value")),
     ];
-    let indexed = required_equality(filter, INDEXED);
-    let needs_members = mentions(filter, "members");
-    let rules = ResourceRules(&GROUP_RESOURCE);
-    let mut page = Page::new(start_index, count);
+    let indexed = filter.and_then(|filter| required_equality(filter, INDEXED));
     let fetch = |conn: &mut DbConn, after: Option<&Position>| -> Result<Vec<Group>, Error> {
         let mut query = connection_groups()
             .order((scim_groups::created_at.asc(), scim_groups::group_id.asc()))
@@ -819,22 +802,50 @@ pub fn list(
             .map(GroupRow::into_group)
             .collect()
     };
-    let visit = |conn: &mut DbConn, group: Group| -> Result<(), Error> {
+    let position = |group: &Group| (group.created_at, group.group_id.clone());
+    let Some(filter) = filter else {
+        let total = connection_groups().count().get_result::<i64>(conn)? as u64;
+        let (start_index, count) = match window {
+            Window::Index { start_index, count } => (*start_index, *count),
+            Window::After {
+                position: start,
+                count,
+            } => {
+                return page_after(
+                    conn,
+                    total,
+                    start.clone(),
+                    *count,
+                    fetch,
+                    position,
+                    |_, _| Ok(true),
+                );
+            }
+        };
+        let items = connection_groups()
+            .order((scim_groups::created_at.asc(), scim_groups::group_id.asc()))
+            .offset(start_index.saturating_sub(1) as i64)
+            .limit(count as i64)
+            .select(GroupRow::as_select())
+            .load(conn)?
+            .into_iter()
+            .map(GroupRow::into_group)
+            .collect::<Result<_, _>>()?;
+        return Ok(Listed {
+            total,
+            items,
+            next: None,
+        });
+    };
+    let needs_members = mentions(filter, "members");
+    let rules = ResourceRules(&GROUP_RESOURCE);
+    let matches = |conn: &mut DbConn, group: &Group| -> Result<bool, Error> {
         let members = if needs_members {
             Some(members_of(conn, &group.group_id)?)
         } else {
             None
         };
-        if filter.matches(&render(&group, members.as_deref(), base_url), &rules) {
-            page.offer(group);
-        }
-        Ok(())
+        Ok(filter.matches(&render(group, members.as_deref(), base_url), &rules))
     };
-    scan_in_order(
-        conn,
-        fetch,
-        |group| (group.created_at, group.group_id.clone()),
-        visit,
-    )?;
-    Ok((page.total, page.items))
+    scan_window(conn, window, fetch, position, matches)
 }

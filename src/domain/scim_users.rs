@@ -9,12 +9,12 @@ use serde_json::{Map, Value};
 use super::connections::Tenant;
 use super::members::{self, lookup_key, Member, MemberRow, MemberStatus, ScimRegistration};
 use super::scim_groups;
-use super::{new_id, now, scan_in_order, Actor, Position, SCAN_BATCH};
+use super::{new_id, now, page_after, scan_window, Actor, Listed, Position, Window, SCAN_BATCH};
 use crate::db::schema::members as members_table;
 use crate::db::DbConn;
 use crate::error::{Error, ScimType};
 use crate::scim::filter::Filter;
-use crate::scim::list::{mentions, required_equality, Page};
+use crate::scim::list::{mentions, required_equality};
 use crate::scim::patch::{self, PatchRequest};
 use crate::scim::resource::{self, check_required, Attributes, Meta, ResourceRules};
 use crate::scim::schema::USER_RESOURCE;
@@ -418,37 +418,17 @@ pub fn delete(
     scim_groups::remove_from_all_groups(conn, &before.member_id)
 }
 
-/// One page of the connection's users that match `filter`, in creation order, and how many
-/// match in all. Equality on `id`, `userName` and `externalId` is answered from an index;
-/// anything else is evaluated on the connection's users in batches.
+/// The page `window` asks for of the connection's users that match `filter`, in creation
+/// order, with how many match in all. Equality on `id`, `userName` and `externalId` is
+/// answered from an index; anything else is evaluated on the connection's users in batches.
 pub fn list(
     conn: &mut DbConn,
     tenant: &Tenant,
     base_url: &str,
     filter: Option<&Filter>,
-    start_index: u64,
-    count: u64,
-) -> Result<(u64, Vec<Member>), Error> {
-    let Some(filter) = filter else {
-        let total = live_users(tenant).count().get_result::<i64>(conn)? as u64;
-        let page = live_users(tenant)
-            .order((
-                members_table::created_at.asc(),
-                members_table::member_id.asc(),
-            ))
-            .offset(start_index.saturating_sub(1) as i64)
-            .limit(count as i64)
-            .select(MemberRow::as_select())
-            .load(conn)?
-            .into_iter()
-            .map(MemberRow::into_member)
-            .collect::<Result<_, _>>()?;
-        return Ok((total, page));
-    };
-    let indexed = required_equality(filter, INDEXED);
-    let filter_groups = mentions(filter, "groups");
-    let rules = ResourceRules(&USER_RESOURCE);
-    let mut page = Page::new(start_index, count);
+    window: &Window,
+) -> Result<Listed<Member>, Error> {
+    let indexed = filter.and_then(|filter| required_equality(filter, INDEXED));
     let fetch = |conn: &mut DbConn, after: Option<&Position>| -> Result<Vec<Member>, Error> {
         let mut query = live_users(tenant)
             .order((
@@ -485,27 +465,58 @@ pub fn list(
             .map(MemberRow::into_member)
             .collect()
     };
-    let visit = |conn: &mut DbConn, member: Member| -> Result<(), Error> {
+    let position = |member: &Member| (member.created_at, member.member_id.clone());
+    let Some(filter) = filter else {
+        let total = live_users(tenant).count().get_result::<i64>(conn)? as u64;
+        let (start_index, count) = match window {
+            Window::Index { start_index, count } => (*start_index, *count),
+            Window::After {
+                position: start,
+                count,
+            } => {
+                return page_after(
+                    conn,
+                    total,
+                    start.clone(),
+                    *count,
+                    fetch,
+                    position,
+                    |_, _| Ok(true),
+                );
+            }
+        };
+        let items = live_users(tenant)
+            .order((
+                members_table::created_at.asc(),
+                members_table::member_id.asc(),
+            ))
+            .offset(start_index.saturating_sub(1) as i64)
+            .limit(count as i64)
+            .select(MemberRow::as_select())
+            .load(conn)?
+            .into_iter()
+            .map(MemberRow::into_member)
+            .collect::<Result<_, _>>()?;
+        return Ok(Listed {
+            total,
+            items,
+            next: None,
+        });
+    };
+    let filter_groups = mentions(filter, "groups");
+    let rules = ResourceRules(&USER_RESOURCE);
+    let matches = |conn: &mut DbConn, member: &Member| -> Result<bool, Error> {
         // A user's groups are read only when the filter looks at them.
         let groups = if filter_groups {
-            groups_of(conn, std::slice::from_ref(&member))?
+            groups_of(conn, std::slice::from_ref(member))?
                 .remove(&member.member_id)
                 .unwrap_or_default()
         } else {
             Vec::new()
         };
-        if filter.matches(&render(&member, &groups, base_url), &rules) {
-            page.offer(member);
-        }
-        Ok(())
+        Ok(filter.matches(&render(member, &groups, base_url), &rules))
     };
-    scan_in_order(
-        conn,
-        fetch,
-        |member| (member.created_at, member.member_id.clone()),
-        visit,
-    )?;
-    Ok((page.total, page.items))
+    scan_window(conn, window, fetch, position, matches)
 }
 
 /// The attributes whose equality an index answers.

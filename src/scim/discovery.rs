@@ -29,8 +29,10 @@ pub fn service_provider_config(base: &str, default_page_size: u64, max_page_size
         "changePassword": {"supported": false},
         "sort": {"supported": false},
         "etag": {"supported": true},
+        // RFC 9865. Cursors are positions in creation order: they never expire, and a page
+        // costs the same at the end of a million users as at the start.
         "pagination": {
-            "cursor": false,
+            "cursor": true,
             "index": true,
             "defaultPaginationMethod": "index",
             "defaultPageSize": default_page_size,

@@ -1,34 +1,7 @@
-//! The protocol side of lists (RFC 7644 §3.4.2): which filters an index can answer, and the
-//! page a stream of matches yields. Users and Groups share it.
+//! The protocol side of lists (RFC 7644 §3.4.2): which filters an index can answer, and
+//! what a filter looks at. Users and Groups share it; the paging itself is domain::Window.
 
 use super::filter::{AttrPath, CompareOp, Filter, Literal};
-
-/// Counts every match while keeping only the requested page (1-based `start_index`, at most
-/// `count` items), so a filtered list streams and never holds more than one page.
-pub struct Page<T> {
-    skip: u64,
-    count: u64,
-    pub total: u64,
-    pub items: Vec<T>,
-}
-
-impl<T> Page<T> {
-    pub fn new(start_index: u64, count: u64) -> Self {
-        Page {
-            skip: start_index.saturating_sub(1),
-            count,
-            total: 0,
-            items: Vec::new(),
-        }
-    }
-
-    pub fn offer(&mut self, item: T) {
-        self.total += 1;
-        if self.total > self.skip && (self.items.len() as u64) < self.count {
-            self.items.push(item);
-        }
-    }
-}
 
 /// An equality every match of `filter` must satisfy, on one of the `indexed` attributes
 /// (`userName`, or `members.value` given as ("members", Some("value"))): the filter itself,
@@ -138,12 +111,5 @@ mod tests {
         assert_eq!(equality(r#"userName eq "a" or title pr"#), None);
         assert_eq!(equality(r#"userName co "a""#), None);
         assert_eq!(equality(r#"not (userName eq "a")"#), None);
-    }
-
-    #[test]
-    fn a_page_counts_everything_and_keeps_its_slice() {
-        let mut page = Page::new(3, 2);
-        (1..=6).for_each(|n| page.offer(n));
-        assert_eq!((page.total, page.items), (6, vec![3, 4]));
     }
 }

@@ -6,27 +6,36 @@ use serde_json::Value;
 
 pub const LIST_RESPONSE_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
-/// A ListResponse (RFC 7644 §3.4.2). Paging fields are integers, `startIndex` is 1-based.
+/// A ListResponse (RFC 7644 §3.4.2). Paging fields are integers, `startIndex` is 1-based;
+/// in cursor paging (RFC 9865) there is no `startIndex` and `nextCursor` leads on.
 #[derive(Debug, Serialize)]
 pub struct ListResponse {
     pub schemas: [&'static str; 1],
     #[serde(rename = "totalResults")]
     pub total_results: u64,
-    #[serde(rename = "startIndex")]
-    pub start_index: u64,
+    #[serde(rename = "startIndex", skip_serializing_if = "Option::is_none")]
+    pub start_index: Option<u64>,
     #[serde(rename = "itemsPerPage")]
     pub items_per_page: u64,
+    #[serde(rename = "nextCursor", skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
     #[serde(rename = "Resources")]
     pub resources: Vec<Value>,
 }
 
 impl ListResponse {
-    pub fn new(resources: Vec<Value>, total_results: u64, start_index: u64) -> Self {
+    pub fn new(
+        resources: Vec<Value>,
+        total_results: u64,
+        start_index: Option<u64>,
+        next_cursor: Option<String>,
+    ) -> Self {
         ListResponse {
             schemas: [LIST_RESPONSE_URN],
             total_results,
             start_index,
             items_per_page: resources.len() as u64,
+            next_cursor,
             resources,
         }
     }
