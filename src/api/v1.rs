@@ -12,6 +12,7 @@ use super::{base_url, with_db, ApiJson};
 use crate::db::{self, DbConn};
 use crate::domain::connections::{self, Connection, ConnectionFields, Issued};
 use crate::domain::organizations::{self, Organization, OrganizationFields};
+use crate::domain::roles::{self, RoleFields};
 use crate::error::Error;
 use crate::AppState;
 
@@ -47,6 +48,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .put(update_connection)
                     .patch(update_connection)
                     .delete(delete_connection),
+            )
+            .service(
+                web::resource(format!("{organization}/roles"))
+                    .get(list_roles)
+                    .post(create_role),
+            )
+            .service(
+                web::resource(format!("{organization}/roles/{{role_id}}"))
+                    .get(get_role)
+                    .put(update_role)
+                    .patch(update_role)
+                    .delete(delete_role),
             )
             .service(web::resource(format!("{connection}/rotate/start")).post(start_rotation))
             .service(web::resource(format!("{connection}/rotate/complete")).post(complete_rotation))
@@ -362,6 +375,103 @@ async fn cancel_rotation(
     .await?;
     state.tokens.forget_connection(&connection.connection_id);
     connection_response(&state, &req, &connection)
+}
+
+async fn list_roles(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    let roles = with_db(&state, move |conn| {
+        db::read(conn, |tx| {
+            let organization = accessible(tx, &principal, &path)?;
+            roles::list(tx, &organization.organization_id)
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "roles": roles })))
+}
+
+async fn create_role(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+    fields: ApiJson<RoleFields>,
+) -> Result<HttpResponse, Error> {
+    let role = with_db(&state, move |conn| {
+        db::write(conn, |tx| {
+            let organization = accessible(tx, &principal, &path)?;
+            roles::create(
+                tx,
+                &principal.actor(),
+                &organization.organization_id,
+                fields.0,
+            )
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(json!({ "role": role })))
+}
+
+async fn get_role(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Error> {
+    let (organization, role_id) = path.into_inner();
+    let role = with_db(&state, move |conn| {
+        db::read(conn, |tx| {
+            let organization = accessible(tx, &principal, &organization)?;
+            roles::find(tx, &organization.organization_id, &role_id)
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "role": role })))
+}
+
+async fn update_role(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+    fields: ApiJson<RoleFields>,
+) -> Result<HttpResponse, Error> {
+    let (organization, role_id) = path.into_inner();
+    let role = with_db(&state, move |conn| {
+        db::write(conn, |tx| {
+            let organization = accessible(tx, &principal, &organization)?;
+            roles::update(
+                tx,
+                &principal.actor(),
+                &organization.organization_id,
+                &role_id,
+                fields.0,
+            )
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "role": role })))
+}
+
+async fn delete_role(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Error> {
+    let (organization, role_id) = path.into_inner();
+    let deleted = role_id.clone();
+    with_db(&state, move |conn| {
+        db::write(conn, |tx| {
+            let organization = accessible(tx, &principal, &organization)?;
+            roles::delete(
+                tx,
+                &principal.actor(),
+                &organization.organization_id,
+                &role_id,
+            )
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "role_id": deleted, "deleted": true })))
 }
 
 fn connection_response(

@@ -72,6 +72,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     members,
     scim_groups,
     group_members,
+    roles,
 );
 
 diesel::table! {
@@ -118,6 +119,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    roles (organization_id, role_id) {
+        organization_id -> Text,
+        role_id -> Text,
+        description -> Text,
+        permissions -> Text,
+        built_in -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(members -> organizations (organization_id));
+diesel::joinable!(roles -> organizations (organization_id));
 diesel::joinable!(group_members -> scim_groups (group_id));
 diesel::joinable!(group_members -> members (member_id));

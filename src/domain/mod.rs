@@ -7,6 +7,7 @@ pub mod email;
 pub mod events;
 pub mod members;
 pub mod organizations;
+pub mod roles;
 pub mod scim_groups;
 pub mod scim_users;
 

@@ -202,6 +202,7 @@ pub fn create(
     apply_fields(&mut organization, fields)?;
     insert_unique_slug(conn, &organization)?;
     replace_domains(conn, &organization)?;
+    super::roles::create_built_ins(conn, &organization.organization_id)?;
     events::record(
         conn,
         &organization.organization_id,
