@@ -10,7 +10,9 @@ use serde_json::json;
 use super::auth::Principal;
 use super::{base_url, with_db, ApiJson};
 use crate::db::{self, DbConn};
-use crate::domain::connections::{self, Connection, ConnectionFields, Issued};
+use crate::domain::connections::{self, Connection, ConnectionFields, Issued, Tenant};
+use crate::domain::member_roles::{self, AssignmentFields};
+use crate::domain::members;
 use crate::domain::organizations::{self, Organization, OrganizationFields};
 use crate::domain::roles::{self, RoleFields};
 use crate::error::Error;
@@ -60,6 +62,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .put(update_role)
                     .patch(update_role)
                     .delete(delete_role),
+            )
+            .service(
+                web::resource(format!("{organization}/roles/{{role_id}}/members"))
+                    .get(role_members),
+            )
+            .service(web::resource(format!("{organization}/members/{{member_id}}")).get(get_member))
+            .service(
+                web::resource(format!("{connection}/group-role-assignments"))
+                    .get(list_assignments)
+                    .post(create_assignments),
+            )
+            .service(
+                web::resource(format!(
+                    "{connection}/group-role-assignments/{{assignment_id}}"
+                ))
+                .delete(delete_assignment),
             )
             .service(web::resource(format!("{connection}/rotate/start")).post(start_rotation))
             .service(web::resource(format!("{connection}/rotate/complete")).post(complete_rotation))
@@ -472,6 +490,120 @@ async fn delete_role(
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({ "role_id": deleted, "deleted": true })))
+}
+
+/// The connection of an accessible organization, as the SCIM tenant it is.
+fn accessible_tenant(
+    tx: &mut DbConn,
+    principal: &Principal,
+    organization: &str,
+    connection_id: &str,
+) -> Result<Tenant, Error> {
+    let organization = accessible(tx, principal, organization)?;
+    let connection = connections::find(tx, &organization.organization_id, connection_id)?;
+    Ok(Tenant {
+        organization_id: connection.organization_id,
+        connection_id: connection.connection_id,
+    })
+}
+
+async fn list_assignments(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Error> {
+    let (organization, connection_id) = path.into_inner();
+    let assignments = with_db(&state, move |conn| {
+        db::read(conn, |tx| {
+            let tenant = accessible_tenant(tx, &principal, &organization, &connection_id)?;
+            member_roles::list_assignments(tx, &tenant)
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "group_role_assignments": assignments })))
+}
+
+async fn create_assignments(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+    fields: ApiJson<AssignmentFields>,
+) -> Result<HttpResponse, Error> {
+    let (organization, connection_id) = path.into_inner();
+    let assignments = with_db(&state, move |conn| {
+        db::write(conn, |tx| {
+            let tenant = accessible_tenant(tx, &principal, &organization, &connection_id)?;
+            member_roles::assign(tx, &principal.actor(), &tenant, fields.0)
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(json!({ "group_role_assignments": assignments })))
+}
+
+async fn delete_assignment(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, Error> {
+    let (organization, connection_id, assignment_id) = path.into_inner();
+    let deleted = assignment_id.clone();
+    with_db(&state, move |conn| {
+        db::write(conn, |tx| {
+            let tenant = accessible_tenant(tx, &principal, &organization, &connection_id)?;
+            member_roles::unassign(tx, &principal.actor(), &tenant, &assignment_id)
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "assignment_id": deleted, "deleted": true })))
+}
+
+/// A member with its roles and where each comes from.
+async fn get_member(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Error> {
+    let (organization, member_id) = path.into_inner();
+    let body = with_db(&state, move |conn| {
+        db::read(conn, |tx| {
+            let organization = accessible(tx, &principal, &organization)?;
+            let member = members::find(tx, &organization.organization_id, &member_id)?;
+            let roles = member_roles::roles_with_sources(tx, &member.member_id, member.status)?;
+            let mut body = member.to_value();
+            body["roles"] = roles;
+            Ok(body)
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "member": body })))
+}
+
+/// The members a role is granted to (the implicit `member` role excepted), by cursor.
+async fn role_members(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+    page: web::Query<PageQuery>,
+) -> Result<HttpResponse, Error> {
+    let (organization, role_id) = path.into_inner();
+    let limit = page_size(page.limit)?;
+    let after = page.cursor.as_deref().map(decode_cursor).transpose()?;
+    let member_ids = with_db(&state, move |conn| {
+        db::read(conn, |tx| {
+            let organization = accessible(tx, &principal, &organization)?;
+            roles::find(tx, &organization.organization_id, &role_id)?;
+            member_roles::holders(
+                tx,
+                &organization.organization_id,
+                &role_id,
+                after.as_deref(),
+                limit + 1,
+            )
+        })
+    })
+    .await?;
+    let (member_ids, next_cursor) = paginate(member_ids, limit, |id| id.as_str());
+    Ok(HttpResponse::Ok().json(json!({ "member_ids": member_ids, "next_cursor": next_cursor })))
 }
 
 fn connection_response(

@@ -73,6 +73,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     scim_groups,
     group_members,
     roles,
+    member_roles,
+    group_role_assignments,
 );
 
 diesel::table! {
@@ -128,6 +130,28 @@ diesel::table! {
         built_in -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    member_roles (member_id, role_id, source, source_ref) {
+        member_id -> Text,
+        organization_id -> Text,
+        role_id -> Text,
+        source -> Text,
+        source_ref -> Text,
+    }
+}
+
+diesel::table! {
+    group_role_assignments (assignment_id) {
+        assignment_id -> Text,
+        organization_id -> Text,
+        connection_id -> Text,
+        group_id -> Nullable<Text>,
+        group_display_name_key -> Nullable<Text>,
+        role_id -> Text,
+        created_at -> Timestamp,
     }
 }
 

@@ -163,6 +163,18 @@ impl MemberRow {
     }
 }
 
+/// The member `member_id` of the organization; another organization's answers 404.
+pub fn find(conn: &mut DbConn, organization_id: &str, member_id: &str) -> Result<Member, Error> {
+    members::table
+        .find(member_id)
+        .filter(members::organization_id.eq(organization_id))
+        .select(MemberRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| Error::not_found(format!("no member `{member_id}` in this organization")))?
+        .into_member()
+}
+
 /// The live (not deleted) member of the organization with this email, if any.
 pub fn find_by_email(
     conn: &mut DbConn,
@@ -202,7 +214,7 @@ pub fn insert(
         .values(MemberRow::from_member(member))
         .execute(conn)
         .map_err(|error| uniqueness(error, member))?;
-    record(conn, actor, event_type, member, None)
+    record(conn, actor, event_type, member, None, None)
 }
 
 /// Writes `after` over `before`, bumping the version, and records one event: the lifecycle
@@ -212,8 +224,21 @@ pub fn update(
     conn: &mut DbConn,
     actor: &Actor,
     before: &Member,
+    after: Member,
+    event_type: &'static str,
+) -> Result<Member, Error> {
+    update_with(conn, actor, before, after, event_type, None)
+}
+
+/// `update`, with `details` added to the event's data (a deactivation lists the roles it
+/// revoked as `roles_revoked`).
+pub fn update_with(
+    conn: &mut DbConn,
+    actor: &Actor,
+    before: &Member,
     mut after: Member,
     event_type: &'static str,
+    details: Option<(&'static str, Value)>,
 ) -> Result<Member, Error> {
     let Some(previous) = previous_values(&before.to_value(), &after.to_value()) else {
         return Ok(before.clone());
@@ -240,7 +265,7 @@ pub fn update(
         _ => event_type,
     };
     let previous = (event_type != "member.deleted").then_some(previous);
-    record(conn, actor, event_type, &after, previous)?;
+    record(conn, actor, event_type, &after, previous, details)?;
     Ok(after)
 }
 
@@ -250,12 +275,16 @@ fn record(
     event_type: &'static str,
     member: &Member,
     previous: Option<Value>,
+    details: Option<(&'static str, Value)>,
 ) -> Result<(), Error> {
-    let data = if event_type == "member.deleted" {
+    let mut data = if event_type == "member.deleted" {
         serde_json::json!({ "member_id": member.member_id })
     } else {
         member.to_value()
     };
+    if let (Some((key, value)), Value::Object(object)) = (details, &mut data) {
+        object.insert(key.to_string(), value);
+    }
     events::record(
         conn,
         &member.organization_id,

@@ -5,6 +5,7 @@
 pub mod connections;
 pub mod email;
 pub mod events;
+pub mod member_roles;
 pub mod members;
 pub mod organizations;
 pub mod roles;

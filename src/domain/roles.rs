@@ -1,6 +1,5 @@
 //! Roles of an organization: the built-in `member` and `admin`, and custom roles with
-//! permissions. (Which members hold which role, and from what source, comes with group→role
-//! mappings.)
+//! permissions. Who holds which role, and why, is domain::member_roles.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -250,7 +249,11 @@ pub fn delete(
             format!("`{role_id}` is a built-in role and cannot be deleted"),
         ));
     }
+    // The role disappears from every member (its grants and group mappings go by cascade),
+    // and each member's loss is recorded.
+    let lost = super::member_roles::grants_of_role(conn, organization_id, role_id)?;
     diesel::delete(roles::table.find((organization_id, role_id))).execute(conn)?;
+    super::member_roles::record_role_deleted(conn, actor, organization_id, lost)?;
     record(
         conn,
         actor,

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::connections::Tenant;
 use super::events::{self, previous_values, Event};
+use super::member_roles;
 use super::members::{lookup_key, MemberStatus};
 use super::scim_users::check_indexed_length;
 use super::{new_id, now, page_after, scan_window, Actor, Listed, Position, Window, SCAN_BATCH};
@@ -217,6 +218,7 @@ pub fn create(
     let mut change = MembershipChange::default();
     add_members(conn, tenant, &group.group_id, &member_ids, &mut change)?;
     record_membership(conn, actor, &group, &change)?;
+    sync_roles(conn, actor, &change)?;
     Ok(group)
 }
 
@@ -629,7 +631,24 @@ fn save(
         )?;
     }
     record_membership(conn, actor, &after, &change)?;
+    if lookup_key(after.display_name()) != lookup_key(before.display_name()) {
+        // Assignments by displayName may now reach this group, or no longer.
+        let everyone = members_of(conn, &after.group_id)?;
+        member_roles::sync_all(conn, actor, &everyone)?;
+    }
+    sync_roles(conn, actor, &change)?;
     Ok(after)
+}
+
+/// Re-derives the roles of the members a membership change touched.
+fn sync_roles(conn: &mut DbConn, actor: &Actor, change: &MembershipChange) -> Result<(), Error> {
+    let touched: Vec<String> = change
+        .added
+        .iter()
+        .chain(&change.removed)
+        .cloned()
+        .collect();
+    member_roles::sync_all(conn, actor, &touched)
 }
 
 /// DELETE /Groups/{id}: the group and all its memberships.
@@ -642,7 +661,9 @@ pub fn delete(
 ) -> Result<(), Error> {
     let group = get_for_write(conn, tenant, id)?;
     super::check_version(group.version, expected)?;
+    let former_members = members_of(conn, &group.group_id)?;
     diesel::delete(scim_groups::table.find(&group.group_id)).execute(conn)?;
+    member_roles::sync_all(conn, actor, &former_members)?;
     record(
         conn,
         actor,

@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use serde_json::{Map, Value};
 
 use super::connections::Tenant;
+use super::member_roles;
 use super::members::{self, lookup_key, Member, MemberRow, MemberStatus, ScimRegistration};
 use super::scim_groups;
 use super::{new_id, now, page_after, scan_window, Actor, Listed, Position, Window, SCAN_BATCH};
@@ -263,7 +264,9 @@ pub fn create(
                     scim_registration: Some(registration),
                     ..existing.clone()
                 };
-                members::update(conn, actor, &existing, adopted, "member.scim_linked")
+                let adopted = members::update(conn, actor, &existing, adopted, "member.scim_linked")?;
+                member_roles::sync(conn, actor, &adopted.member_id)?;
+                Ok(adopted)
             }
             Some(other) if other.connection_id == tenant.connection_id => Err(Error::conflict(
                 "email_taken",
@@ -396,7 +399,23 @@ fn save(
         }),
         ..before.clone()
     };
-    members::update(conn, actor, &before, after, "member.updated")
+    // Deactivation revokes every role (group, email-domain and direct, as Stytch does), and
+    // its event lists them; reactivation re-derives group and email-domain roles.
+    let revoked =
+        if after.status == MemberStatus::Inactive && before.status != MemberStatus::Inactive {
+            Some((
+                "roles_revoked",
+                serde_json::to_value(member_roles::grants(conn, &before.member_id)?)
+                    .map_err(Error::internal)?,
+            ))
+        } else {
+            None
+        };
+    let saved = members::update_with(conn, actor, &before, after, "member.updated", revoked)?;
+    if saved.status != before.status {
+        member_roles::sync(conn, actor, &saved.member_id)?;
+    }
+    Ok(saved)
 }
 
 /// DELETE /Users/{id}: the member becomes a tombstone, gone from SCIM, its email and userName
@@ -415,7 +434,9 @@ pub fn delete(
         ..before.clone()
     };
     members::update(conn, actor, &before, after, "member.deleted")?;
-    scim_groups::remove_from_all_groups(conn, &before.member_id)
+    scim_groups::remove_from_all_groups(conn, &before.member_id)?;
+    member_roles::sync(conn, actor, &before.member_id)?;
+    Ok(())
 }
 
 /// The page `window` asks for of the connection's users that match `filter`, in creation

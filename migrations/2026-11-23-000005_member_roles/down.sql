@@ -1,0 +1,2 @@
+DROP TABLE group_role_assignments;
+DROP TABLE member_roles;

@@ -1,0 +1,470 @@
+//! Which roles a member holds, and why. Group-derived roles follow the member's SCIM groups
+//! and the connection's group→role assignments exactly; inactive and deleted members hold
+//! none. Every change of a member's roles records `member.roles_changed`.
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::connections::{self, Tenant};
+use super::events::{self, Event};
+use super::members::{lookup_key, MemberStatus};
+use super::{new_id, now, roles, Actor};
+use crate::db::schema::{
+    group_members, group_role_assignments, member_roles, members, scim_groups,
+};
+use crate::db::DbConn;
+use crate::error::Error;
+
+pub const DIRECT: &str = "direct";
+pub const EMAIL_DOMAIN: &str = "email_domain";
+pub const SCIM_GROUP: &str = "scim_group";
+
+/// One reason a member holds a role.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Grant {
+    pub role_id: String,
+    pub source: String,
+    /// The group id for `scim_group`, the domain for `email_domain`, empty for `direct`.
+    pub source_ref: String,
+}
+
+/// Makes the member's stored grants what its status, groups and the assignments say: group
+/// grants are derived afresh; an inactive or deleted member loses every grant (direct ones
+/// too, and they do not come back). Returns what was removed and added, after recording
+/// `member.roles_changed` when anything was.
+pub fn sync(
+    conn: &mut DbConn,
+    actor: &Actor,
+    member_id: &str,
+) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
+    let (organization_id, status, connection_id): (String, String, Option<String>) = members::table
+        .find(member_id)
+        .select((
+            members::organization_id,
+            members::status,
+            members::scim_connection_id,
+        ))
+        .first(conn)?;
+    let current: BTreeSet<Grant> = grants(conn, member_id)?.into_iter().collect();
+    let active = status == MemberStatus::Active.as_str();
+    let mut wanted: BTreeSet<Grant> = if active {
+        current
+            .iter()
+            .filter(|grant| grant.source != SCIM_GROUP)
+            .cloned()
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    if active {
+        if let Some(connection_id) = connection_id {
+            wanted.extend(group_grants(conn, member_id, &connection_id)?);
+        }
+    }
+    let removed: Vec<Grant> = current.difference(&wanted).cloned().collect();
+    let added: Vec<Grant> = wanted.difference(&current).cloned().collect();
+    for grant in &removed {
+        diesel::delete(member_roles::table.find((
+            member_id,
+            &grant.role_id,
+            &grant.source,
+            &grant.source_ref,
+        )))
+        .execute(conn)?;
+    }
+    for grant in &added {
+        diesel::insert_into(member_roles::table)
+            .values((
+                member_roles::member_id.eq(member_id),
+                member_roles::organization_id.eq(&organization_id),
+                member_roles::role_id.eq(&grant.role_id),
+                member_roles::source.eq(&grant.source),
+                member_roles::source_ref.eq(&grant.source_ref),
+            ))
+            .execute(conn)?;
+    }
+    if !removed.is_empty() || !added.is_empty() {
+        events::record(
+            conn,
+            &organization_id,
+            actor,
+            Event {
+                event_type: "member.roles_changed",
+                subject_id: member_id,
+                data: json!({ "member_id": member_id, "added": added, "removed": removed }),
+                previous: None,
+            },
+        )?;
+    }
+    Ok((removed, added))
+}
+
+/// Records that deleting `role_id` took these grants from their members (the rows went with
+/// the role, by cascade).
+pub fn record_role_deleted(
+    conn: &mut DbConn,
+    actor: &Actor,
+    organization_id: &str,
+    lost: Vec<(String, Grant)>,
+) -> Result<(), Error> {
+    let mut by_member: std::collections::BTreeMap<String, Vec<Grant>> =
+        std::collections::BTreeMap::new();
+    for (member_id, grant) in lost {
+        by_member.entry(member_id).or_default().push(grant);
+    }
+    for (member_id, removed) in by_member {
+        events::record(
+            conn,
+            organization_id,
+            actor,
+            Event {
+                event_type: "member.roles_changed",
+                subject_id: &member_id,
+                data: json!({ "member_id": member_id, "added": [], "removed": removed }),
+                previous: None,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Every grant of a role in the organization, by member.
+pub fn grants_of_role(
+    conn: &mut DbConn,
+    organization_id: &str,
+    role_id: &str,
+) -> Result<Vec<(String, Grant)>, Error> {
+    Ok(member_roles::table
+        .filter(member_roles::organization_id.eq(organization_id))
+        .filter(member_roles::role_id.eq(role_id))
+        .select((
+            member_roles::member_id,
+            member_roles::source,
+            member_roles::source_ref,
+        ))
+        .load::<(String, String, String)>(conn)?
+        .into_iter()
+        .map(|(member_id, source, source_ref)| {
+            (
+                member_id,
+                Grant {
+                    role_id: role_id.to_string(),
+                    source,
+                    source_ref,
+                },
+            )
+        })
+        .collect())
+}
+
+/// `sync` for each of these members.
+pub fn sync_all(conn: &mut DbConn, actor: &Actor, member_ids: &[String]) -> Result<(), Error> {
+    for member_id in member_ids {
+        sync(conn, actor, member_id)?;
+    }
+    Ok(())
+}
+
+/// Every grant the member holds now.
+pub fn grants(conn: &mut DbConn, member_id: &str) -> Result<Vec<Grant>, Error> {
+    Ok(member_roles::table
+        .filter(member_roles::member_id.eq(member_id))
+        .select((
+            member_roles::role_id,
+            member_roles::source,
+            member_roles::source_ref,
+        ))
+        .load::<(String, String, String)>(conn)?
+        .into_iter()
+        .map(|(role_id, source, source_ref)| Grant {
+            role_id,
+            source,
+            source_ref,
+        })
+        .collect())
+}
+
+/// The grants the member's groups earn it through the connection's assignments.
+fn group_grants(
+    conn: &mut DbConn,
+    member_id: &str,
+    connection_id: &str,
+) -> Result<Vec<Grant>, Error> {
+    let groups: Vec<(String, String)> = group_members::table
+        .inner_join(scim_groups::table)
+        .filter(group_members::member_id.eq(member_id))
+        .filter(scim_groups::connection_id.eq(connection_id))
+        .select((scim_groups::group_id, scim_groups::display_name_key))
+        .load(conn)?;
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let assignments: Vec<(Option<String>, Option<String>, String)> = group_role_assignments::table
+        .filter(group_role_assignments::connection_id.eq(connection_id))
+        .select((
+            group_role_assignments::group_id,
+            group_role_assignments::group_display_name_key,
+            group_role_assignments::role_id,
+        ))
+        .load(conn)?;
+    let mut grants = Vec::new();
+    for (group_id, display_name_key) in &groups {
+        for (assigned_id, assigned_name, role_id) in &assignments {
+            let names_group = assigned_id.as_deref() == Some(group_id.as_str())
+                || (assigned_id.is_none()
+                    && assigned_name.as_deref() == Some(display_name_key.as_str()));
+            if names_group {
+                grants.push(Grant {
+                    role_id: role_id.clone(),
+                    source: SCIM_GROUP.into(),
+                    source_ref: group_id.clone(),
+                });
+            }
+        }
+    }
+    Ok(grants)
+}
+
+/// A member's roles with their sources; every active member holds `member` implicitly.
+pub fn roles_with_sources(
+    conn: &mut DbConn,
+    member_id: &str,
+    status: MemberStatus,
+) -> Result<Value, Error> {
+    let mut roles: Vec<(String, Vec<Value>)> = Vec::new();
+    if status == MemberStatus::Active {
+        roles.push((roles::MEMBER.into(), vec![json!({"type": "implicit"})]));
+    }
+    for grant in grants(conn, member_id)? {
+        let source = match grant.source.as_str() {
+            SCIM_GROUP => json!({"type": SCIM_GROUP, "group_id": grant.source_ref}),
+            EMAIL_DOMAIN => json!({"type": EMAIL_DOMAIN, "domain": grant.source_ref}),
+            other => json!({"type": other}),
+        };
+        match roles
+            .iter_mut()
+            .find(|(role_id, _)| *role_id == grant.role_id)
+        {
+            Some((_, sources)) => sources.push(source),
+            None => roles.push((grant.role_id, vec![source])),
+        }
+    }
+    Ok(Value::Array(
+        roles
+            .into_iter()
+            .map(|(role_id, sources)| json!({"role_id": role_id, "sources": sources}))
+            .collect(),
+    ))
+}
+
+/// The members holding a role (explicitly granted), in id order after `after`.
+pub fn holders(
+    conn: &mut DbConn,
+    organization_id: &str,
+    role_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<String>, Error> {
+    let mut query = member_roles::table
+        .filter(member_roles::organization_id.eq(organization_id))
+        .filter(member_roles::role_id.eq(role_id))
+        .select(member_roles::member_id)
+        .distinct()
+        .order(member_roles::member_id.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(member_roles::member_id.gt(after.to_string()));
+    }
+    Ok(query.load(conn)?)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assignment {
+    pub assignment_id: String,
+    pub connection_id: String,
+    pub group_id: Option<String>,
+    /// Compared with groups' displayNames ignoring case; kept lowercased.
+    pub group_display_name: Option<String>,
+    pub role_id: String,
+    #[serde(with = "super::timestamp")]
+    pub created_at: NaiveDateTime,
+}
+
+/// A new mapping: a group (by id, or by displayName before the IdP pushed it) to roles.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignmentFields {
+    pub group_id: Option<String>,
+    pub group_display_name: Option<String>,
+    pub role_ids: Vec<String>,
+}
+
+/// Maps the group to each role and re-derives the roles of the group's members.
+pub fn assign(
+    conn: &mut DbConn,
+    actor: &Actor,
+    tenant: &Tenant,
+    fields: AssignmentFields,
+) -> Result<Vec<Assignment>, Error> {
+    connections::ensure_exists(conn, tenant)?;
+    let (group_id, display_name) = match (fields.group_id, fields.group_display_name) {
+        (Some(group_id), None) => {
+            let exists = scim_groups::table
+                .find(&group_id)
+                .filter(scim_groups::connection_id.eq(&tenant.connection_id))
+                .count()
+                .get_result::<i64>(conn)?
+                > 0;
+            if !exists {
+                return Err(Error::invalid(
+                    "invalid_group_id",
+                    format!("group_id `{group_id}` names no group of this SCIM connection"),
+                ));
+            }
+            (Some(group_id), None)
+        }
+        (None, Some(name)) if !name.trim().is_empty() => (None, Some(name.trim().to_string())),
+        _ => {
+            return Err(Error::invalid(
+                "invalid_group",
+                "give exactly one of group_id and group_display_name",
+            ))
+        }
+    };
+    if fields.role_ids.is_empty() {
+        return Err(Error::invalid(
+            "invalid_role_ids",
+            "role_ids must name at least one role",
+        ));
+    }
+    let mut created = Vec::new();
+    for role_id in &fields.role_ids {
+        if role_id == roles::MEMBER {
+            return Err(Error::invalid(
+                "invalid_role_ids",
+                "every active member holds `member` already: map groups to other roles",
+            ));
+        }
+        roles::find(conn, &tenant.organization_id, role_id).map_err(|_| {
+            Error::invalid(
+                "invalid_role_ids",
+                format!("role_ids: no role `{role_id}` in this organization"),
+            )
+        })?;
+        let assignment = Assignment {
+            assignment_id: new_id("group-role-assignment"),
+            connection_id: tenant.connection_id.clone(),
+            group_id: group_id.clone(),
+            group_display_name: display_name.as_deref().map(lookup_key),
+            role_id: role_id.clone(),
+            created_at: now(),
+        };
+        diesel::insert_into(group_role_assignments::table)
+            .values((
+                group_role_assignments::assignment_id.eq(&assignment.assignment_id),
+                group_role_assignments::organization_id.eq(&tenant.organization_id),
+                group_role_assignments::connection_id.eq(&assignment.connection_id),
+                group_role_assignments::group_id.eq(&assignment.group_id),
+                group_role_assignments::group_display_name_key
+                    .eq(display_name.as_deref().map(lookup_key)),
+                group_role_assignments::role_id.eq(&assignment.role_id),
+                group_role_assignments::created_at.eq(assignment.created_at),
+            ))
+            .execute(conn)?;
+        created.push(assignment);
+    }
+    let reached =
+        members_of_mapped_groups(conn, tenant, group_id.as_deref(), display_name.as_deref())?;
+    sync_all(conn, actor, &reached)?;
+    Ok(created)
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = group_role_assignments)]
+struct AssignmentRow {
+    assignment_id: String,
+    connection_id: String,
+    group_id: Option<String>,
+    group_display_name_key: Option<String>,
+    role_id: String,
+    created_at: NaiveDateTime,
+}
+
+pub fn list_assignments(conn: &mut DbConn, tenant: &Tenant) -> Result<Vec<Assignment>, Error> {
+    let rows: Vec<AssignmentRow> = group_role_assignments::table
+        .filter(group_role_assignments::connection_id.eq(&tenant.connection_id))
+        .order((
+            group_role_assignments::created_at.asc(),
+            group_role_assignments::assignment_id.asc(),
+        ))
+        .select(AssignmentRow::as_select())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Assignment {
+            assignment_id: row.assignment_id,
+            connection_id: row.connection_id,
+            group_id: row.group_id,
+            group_display_name: row.group_display_name_key,
+            role_id: row.role_id,
+            created_at: row.created_at,
+        })
+        .collect())
+}
+
+/// Removes a mapping and re-derives the roles of the members it reached.
+pub fn unassign(
+    conn: &mut DbConn,
+    actor: &Actor,
+    tenant: &Tenant,
+    assignment_id: &str,
+) -> Result<(), Error> {
+    let found: Option<(Option<String>, Option<String>)> = group_role_assignments::table
+        .find(assignment_id)
+        .filter(group_role_assignments::connection_id.eq(&tenant.connection_id))
+        .select((
+            group_role_assignments::group_id,
+            group_role_assignments::group_display_name_key,
+        ))
+        .first(conn)
+        .optional()?;
+    let (group_id, display_name_key) = found.ok_or_else(|| {
+        Error::not_found(format!(
+            "no group-role assignment `{assignment_id}` in this connection"
+        ))
+    })?;
+    diesel::delete(group_role_assignments::table.find(assignment_id)).execute(conn)?;
+    let reached = members_of_mapped_groups(
+        conn,
+        tenant,
+        group_id.as_deref(),
+        display_name_key.as_deref(),
+    )?;
+    sync_all(conn, actor, &reached)
+}
+
+/// Members of the connection's groups an assignment names (by id, or by displayName).
+fn members_of_mapped_groups(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    group_id: Option<&str>,
+    display_name: Option<&str>,
+) -> Result<Vec<String>, Error> {
+    let mut query = group_members::table
+        .inner_join(scim_groups::table)
+        .filter(scim_groups::connection_id.eq(&tenant.connection_id))
+        .select(group_members::member_id)
+        .distinct()
+        .into_boxed();
+    query = match (group_id, display_name) {
+        (Some(group_id), _) => query.filter(scim_groups::group_id.eq(group_id.to_string())),
+        (None, Some(name)) => query.filter(scim_groups::display_name_key.eq(lookup_key(name))),
+        (None, None) => return Ok(Vec::new()),
+    };
+    Ok(query.load(conn)?)
+}
