@@ -83,6 +83,9 @@ pub fn lookup_key(text: &str) -> String {
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = members, treat_none_as_null = true)]
+// The key is never in an UPDATE's SET: on SQLite, setting a parent key (even to itself)
+// makes the foreign-key check count every child row.
+#[diesel(primary_key(member_id))]
 pub(crate) struct MemberRow {
     member_id: String,
     organization_id: String,

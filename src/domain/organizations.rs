@@ -125,6 +125,9 @@ pub struct OrganizationFields {
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = organizations)]
+// The key is never in an UPDATE's SET: on SQLite, setting a parent key (even to itself)
+// makes the foreign-key check count every child row.
+#[diesel(primary_key(organization_id))]
 struct OrganizationRow {
     organization_id: String,
     slug: String,

@@ -54,6 +54,9 @@ pub struct RoleFields {
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = roles)]
+// The key is never in an UPDATE's SET: on SQLite, setting a parent key (even to itself)
+// makes the foreign-key check count every child row.
+#[diesel(primary_key(organization_id, role_id))]
 struct RoleRow {
     organization_id: String,
     role_id: String,

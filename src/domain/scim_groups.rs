@@ -42,6 +42,9 @@ pub struct Group {
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = scim_groups, treat_none_as_null = true)]
+// The key is never in an UPDATE's SET: on SQLite, setting a parent key (even to itself)
+// makes the foreign-key check count every child row.
+#[diesel(primary_key(group_id))]
 struct GroupRow {
     group_id: String,
     organization_id: String,
