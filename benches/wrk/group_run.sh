@@ -4,27 +4,15 @@
 # and reads the group with excludedAttributes=members at its full size. 127.0.0.1 only;
 # every phase is bounded by DURATION seconds.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
 users=${USERS:-100000}
 duration=${DURATION:-10}
 port=${PORT:-18182}
-work=$(mktemp -d)
-export DATABASE_URL=${DATABASE_URL:-$work/scimd.db}
-export SCIMD_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-scimd="$root/target/release/scimd"
-[ -x "$scimd" ] || (cd "$root" && cargo build --release)
-"$scimd" org create --name Bench --slug "growth-$$" >/dev/null 2>&1
-export TOKEN=$("$scimd" connection create --org "growth-$$" 2>/dev/null | sed -n 's/.*"bearer_token": "\(.*\)".*/\1/p')
-RUST_LOG=warn "$scimd" serve --bind "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-sleep 1
-url="http://127.0.0.1:$port/scim/v2"
+. "$(dirname "$0")/server.sh"
+url="$base/scim/v2"
 auth="Authorization: Bearer $TOKEN"
 
 echo "seeding $users users"
-PREFIX=growth wrk -t1 -c8 -d"$((users / 1500 + 1))s" -s "$here/create_users.lua" "http://127.0.0.1:$port" >/dev/null 2>&1 || true
+PREFIX=growth wrk -t1 -c8 -d"$((users / 1500 + 1))s" -s "$here/create_users.lua" "$base" >/dev/null 2>&1 || true
 cursor=""
 : >"$work/ids"
 while :; do
@@ -41,7 +29,7 @@ export IDS=$work/ids
 
 phase() { # name script
     echo "== $1"
-    wrk -t1 -c1 -d"${duration}s" --latency -s "$here/$2" "http://127.0.0.1:$port" 2>&1 |
+    wrk -t1 -c1 -d"${duration}s" --latency -s "$here/$2" "$base" 2>&1 |
         grep -E "Requests/sec|Latency  |50%|90%|99%|requests in|unexpected" | sort -u | head -8
 }
 
@@ -49,12 +37,14 @@ START=1 phase "add one member at a time, group empty" group_growth.lua
 # Fill the group in batches of 1,000 up to the last 20,000 users.
 fill_from=20001
 fill_to=$((total - 20000))
-sed -n "${fill_from},${fill_to}p" "$work/ids" | split -l 1000 - "$work/batch-"
-for batch in "$work"/batch-*; do
-    values=$(sed 's/.*/{"value":"&"}/' "$batch" | paste -sd, -)
-    curl -s -o /dev/null -X PATCH "$url/Groups/$GROUP" -H "$auth" -H 'Content-Type: application/scim+json' \
-        -d "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{\"op\":\"add\",\"path\":\"members\",\"value\":[$values]}]}"
-done
+if [ "$fill_to" -ge "$fill_from" ]; then
+    sed -n "${fill_from},${fill_to}p" "$work/ids" | split -l 1000 - "$work/batch-"
+    for batch in "$work"/batch-*; do
+        values=$(sed 's/.*/{"value":"&"}/' "$batch" | paste -sd, -)
+        curl -s -o /dev/null -X PATCH "$url/Groups/$GROUP" -H "$auth" -H 'Content-Type: application/scim+json' \
+            -d "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{\"op\":\"add\",\"path\":\"members\",\"value\":[$values]}]}"
+    done
+fi
 size=$(curl -s "$url/Groups/$GROUP?attributes=members" -H "$auth" | grep -o '"value":"member-' | wc -l)
 echo "group size before the last phase: $size"
 START=$((fill_to + 1)) phase "add one member at a time, group near full" group_growth.lua

@@ -3,24 +3,11 @@
 # a release scimd on 127.0.0.1, on the database DATABASE_URL names (default: a fresh SQLite
 # file). Bounded: each phase runs DURATION seconds. Needs wrk (apt-get install wrk).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
 duration=${DURATION:-10}
 connections=${CONNECTIONS:-8}
 port=${PORT:-18181}
-work=$(mktemp -d)
-export DATABASE_URL=${DATABASE_URL:-$work/scimd.db}
-export SCIMD_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-scimd="$root/target/release/scimd"
-[ -x "$scimd" ] || (cd "$root" && cargo build --release)
-
-"$scimd" org create --name Bench --slug "bench-$$" >/dev/null 2>&1
-export TOKEN=$("$scimd" connection create --org "bench-$$" --idp microsoft-entra 2>/dev/null | sed -n 's/.*"bearer_token": "\(.*\)".*/\1/p')
-RUST_LOG=warn "$scimd" serve --bind "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-sleep 1
-url="http://127.0.0.1:$port"
+. "$(dirname "$0")/server.sh"
+url="$base"
 backend=$(curl -s "$url/readyz" | sed -n 's/.*"database":"\([a-z]*\)".*/\1/p')
 
 phase() { # name script

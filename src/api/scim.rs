@@ -137,11 +137,13 @@ fn parse_etag(tag: &str) -> Option<i64> {
 }
 
 /// The query parameters every read and write response honours.
+#[derive(Clone)]
 struct Projection {
     include: Vec<Selector>,
     exclude: Vec<Selector>,
 }
 
+#[derive(Clone)]
 struct ListQuery {
     filter: Option<Filter>,
     window: Window,
@@ -316,16 +318,83 @@ fn user_response(
     )
 }
 
+/// The two collections a list or a search reads.
+#[derive(Clone, Copy)]
+enum Collection {
+    Users,
+    Groups,
+}
+
+impl Collection {
+    async fn page(
+        self,
+        state: &AppState,
+        req: &HttpRequest,
+        tenant: ScimTenant,
+        query: ListQuery,
+    ) -> Result<(PageOf, Vec<Value>), Error> {
+        match self {
+            Collection::Users => user_page(state, req, tenant, query).await,
+            Collection::Groups => group_page(state, req, tenant, query).await,
+        }
+    }
+
+    /// The ListResponse for `query`, from query parameters (GET) or a SearchRequest (POST).
+    async fn respond(
+        self,
+        state: &AppState,
+        req: &HttpRequest,
+        tenant: ScimTenant,
+        query: ListQuery,
+    ) -> Result<HttpResponse, Error> {
+        let window = query.window.clone();
+        let (page, resources) = self.page(state, req, tenant, query).await?;
+        list_body(resources, &page, &window)
+    }
+}
+
 async fn list_users(
     state: web::Data<AppState>,
     req: HttpRequest,
     tenant: ScimTenant,
     query: QueryPairs,
 ) -> Result<HttpResponse, Error> {
-    let query = list_query(&query)?;
-    let window = query.window.clone();
-    let (page, resources) = user_page(&state, &req, tenant, query).await?;
-    list_body(resources, &page, &window)
+    Collection::Users
+        .respond(&state, &req, tenant, list_query(&query)?)
+        .await
+}
+
+async fn list_groups(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    tenant: ScimTenant,
+    query: QueryPairs,
+) -> Result<HttpResponse, Error> {
+    Collection::Groups
+        .respond(&state, &req, tenant, list_query(&query)?)
+        .await
+}
+
+async fn search_users(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    tenant: ScimTenant,
+    body: ScimJson,
+) -> Result<HttpResponse, Error> {
+    Collection::Users
+        .respond(&state, &req, tenant, search_query(&body.0)?)
+        .await
+}
+
+async fn search_groups(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    tenant: ScimTenant,
+    body: ScimJson,
+) -> Result<HttpResponse, Error> {
+    Collection::Groups
+        .respond(&state, &req, tenant, search_query(&body.0)?)
+        .await
 }
 
 /// How many match in all, and where the next page starts (cursor paging).
@@ -519,18 +588,6 @@ fn group_response(
     )
 }
 
-async fn list_groups(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    tenant: ScimTenant,
-    query: QueryPairs,
-) -> Result<HttpResponse, Error> {
-    let query = list_query(&query)?;
-    let window = query.window.clone();
-    let (page, resources) = group_page(&state, &req, tenant, query).await?;
-    list_body(resources, &page, &window)
-}
-
 /// One page of groups, rendered and projected (members read only when shown).
 async fn group_page(
     state: &AppState,
@@ -651,30 +708,6 @@ fn search_query(body: &Value) -> Result<ListQuery, Error> {
     list_query(&pairs)
 }
 
-async fn search_users(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    tenant: ScimTenant,
-    body: ScimJson,
-) -> Result<HttpResponse, Error> {
-    let query = search_query(&body.0)?;
-    let window = query.window.clone();
-    let (page, resources) = user_page(&state, &req, tenant, query).await?;
-    list_body(resources, &page, &window)
-}
-
-async fn search_groups(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    tenant: ScimTenant,
-    body: ScimJson,
-) -> Result<HttpResponse, Error> {
-    let query = search_query(&body.0)?;
-    let window = query.window.clone();
-    let (page, resources) = group_page(&state, &req, tenant, query).await?;
-    list_body(resources, &page, &window)
-}
-
 /// `POST /.search` across resource types: users first, then groups, paged as one list by
 /// `startIndex` (a cursor names a place in one resource type's order, not in both).
 async fn search_all(
@@ -684,16 +717,17 @@ async fn search_all(
     body: ScimJson,
 ) -> Result<HttpResponse, Error> {
     let users_query = search_query(&body.0)?;
-    let groups_query = search_query(&body.0)?;
     let Window::Index { start_index, count } = users_query.window else {
         return Err(Error::scim(
             ScimType::InvalidValue,
             "POST /.search pages by startIndex; for cursor paging search /Users/.search or /Groups/.search",
         ));
     };
+    let groups_query = users_query.clone();
     let window = users_query.window.clone();
-    let (users, mut resources) =
-        user_page(&state, &req, ScimTenant(tenant.0.clone()), users_query).await?;
+    let (users, mut resources) = Collection::Users
+        .page(&state, &req, ScimTenant(tenant.0.clone()), users_query)
+        .await?;
     let groups_query = ListQuery {
         window: Window::Index {
             start_index: start_index.saturating_sub(users.total).max(1),
@@ -701,7 +735,9 @@ async fn search_all(
         },
         ..groups_query
     };
-    let (groups, group_resources) = group_page(&state, &req, tenant, groups_query).await?;
+    let (groups, group_resources) = Collection::Groups
+        .page(&state, &req, tenant, groups_query)
+        .await?;
     resources.extend(group_resources);
     let page = PageOf {
         total: users.total + groups.total,

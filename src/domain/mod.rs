@@ -191,6 +191,37 @@ pub fn scan_window<T>(
     }
 }
 
+/// The page `window` asks for of an unfiltered list of `total` rows: an index page by
+/// `offset_page` (skip, count), a cursor page by the keyset `fetch`.
+pub fn unfiltered_window<T>(
+    conn: &mut crate::db::DbConn,
+    window: &Window,
+    total: u64,
+    fetch: impl FnMut(&mut crate::db::DbConn, Option<&Position>) -> Result<Vec<T>, crate::error::Error>,
+    position: impl Fn(&T) -> Position,
+    offset_page: impl FnOnce(&mut crate::db::DbConn, u64, u64) -> Result<Vec<T>, crate::error::Error>,
+) -> Result<Listed<T>, crate::error::Error> {
+    match window {
+        Window::Index { start_index, count } => Ok(Listed {
+            total,
+            items: offset_page(conn, start_index.saturating_sub(1), *count)?,
+            next: None,
+        }),
+        Window::After {
+            position: start,
+            count,
+        } => page_after(
+            conn,
+            total,
+            start.clone(),
+            *count,
+            fetch,
+            position,
+            |_, _| Ok(true),
+        ),
+    }
+}
+
 /// A cursor page: the first `count` rows `matches` accepts after `start`. One row more is
 /// read to learn whether a next page exists.
 pub fn page_after<T>(

@@ -13,7 +13,9 @@ use super::events::{self, previous_values, Event};
 use super::member_roles;
 use super::members::{lookup_key, MemberStatus};
 use super::scim_users::check_indexed_length;
-use super::{new_id, now, page_after, scan_window, Actor, Listed, Position, Window, SCAN_BATCH};
+use super::{
+    new_id, now, scan_window, unfiltered_window, Actor, Listed, Position, Window, SCAN_BATCH,
+};
 use crate::db::schema::{group_members, members, scim_groups};
 use crate::db::DbConn;
 use crate::error::{Error, ScimType};
@@ -829,36 +831,16 @@ pub fn list(
     let position = |group: &Group| (group.created_at, group.group_id.clone());
     let Some(filter) = filter else {
         let total = connection_groups().count().get_result::<i64>(conn)? as u64;
-        let (start_index, count) = match window {
-            Window::Index { start_index, count } => (*start_index, *count),
-            Window::After {
-                position: start,
-                count,
-            } => {
-                return page_after(
-                    conn,
-                    total,
-                    start.clone(),
-                    *count,
-                    fetch,
-                    position,
-                    |_, _| Ok(true),
-                );
-            }
-        };
-        let items = connection_groups()
-            .order((scim_groups::created_at.asc(), scim_groups::group_id.asc()))
-            .offset(start_index.saturating_sub(1) as i64)
-            .limit(count as i64)
-            .select(GroupRow::as_select())
-            .load(conn)?
-            .into_iter()
-            .map(GroupRow::into_group)
-            .collect::<Result<_, _>>()?;
-        return Ok(Listed {
-            total,
-            items,
-            next: None,
+        return unfiltered_window(conn, window, total, fetch, position, |conn, skip, count| {
+            connection_groups()
+                .order((scim_groups::created_at.asc(), scim_groups::group_id.asc()))
+                .offset(skip as i64)
+                .limit(count as i64)
+                .select(GroupRow::as_select())
+                .load(conn)?
+                .into_iter()
+                .map(GroupRow::into_group)
+                .collect()
         });
     };
     let needs_members = mentions(filter, "members");

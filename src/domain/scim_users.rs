@@ -10,7 +10,9 @@ use super::connections::Tenant;
 use super::member_roles;
 use super::members::{self, lookup_key, Member, MemberRow, MemberStatus, ScimRegistration};
 use super::scim_groups;
-use super::{new_id, now, page_after, scan_window, Actor, Listed, Position, Window, SCAN_BATCH};
+use super::{
+    new_id, now, scan_window, unfiltered_window, Actor, Listed, Position, Window, SCAN_BATCH,
+};
 use crate::db::schema::members as members_table;
 use crate::db::DbConn;
 use crate::error::{Error, ScimType};
@@ -489,39 +491,19 @@ pub fn list(
     let position = |member: &Member| (member.created_at, member.member_id.clone());
     let Some(filter) = filter else {
         let total = live_users(tenant).count().get_result::<i64>(conn)? as u64;
-        let (start_index, count) = match window {
-            Window::Index { start_index, count } => (*start_index, *count),
-            Window::After {
-                position: start,
-                count,
-            } => {
-                return page_after(
-                    conn,
-                    total,
-                    start.clone(),
-                    *count,
-                    fetch,
-                    position,
-                    |_, _| Ok(true),
-                );
-            }
-        };
-        let items = live_users(tenant)
-            .order((
-                members_table::created_at.asc(),
-                members_table::member_id.asc(),
-            ))
-            .offset(start_index.saturating_sub(1) as i64)
-            .limit(count as i64)
-            .select(MemberRow::as_select())
-            .load(conn)?
-            .into_iter()
-            .map(MemberRow::into_member)
-            .collect::<Result<_, _>>()?;
-        return Ok(Listed {
-            total,
-            items,
-            next: None,
+        return unfiltered_window(conn, window, total, fetch, position, |conn, skip, count| {
+            live_users(tenant)
+                .order((
+                    members_table::created_at.asc(),
+                    members_table::member_id.asc(),
+                ))
+                .offset(skip as i64)
+                .limit(count as i64)
+                .select(MemberRow::as_select())
+                .load(conn)?
+                .into_iter()
+                .map(MemberRow::into_member)
+                .collect()
         });
     };
     let filter_groups = mentions(filter, "groups");
