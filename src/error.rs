@@ -67,6 +67,13 @@ pub enum Error {
         error_type: &'static str,
         message: String,
     },
+    /// 403: the organization's rules refuse this person (JIT, invites); `reason` is
+    /// machine-readable and also the `error_type`.
+    #[error("{message}")]
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
     /// 404. Resources of another tenant answer this too, exactly as if absent.
     #[error("{0}")]
     NotFound(String),
@@ -125,6 +132,13 @@ impl Error {
         Error::NotFound(what.into())
     }
 
+    pub fn refused(reason: &'static str, message: impl Into<String>) -> Self {
+        Error::Refused {
+            reason,
+            message: message.into(),
+        }
+    }
+
     pub fn conflict(error_type: &'static str, message: impl Into<String>) -> Self {
         Error::Conflict {
             error_type,
@@ -174,6 +188,7 @@ impl Error {
             | Error::Unauthorized { error_type, .. }
             | Error::Forbidden { error_type, .. }
             | Error::Conflict { error_type, .. } => error_type,
+            Error::Refused { reason, .. } => reason,
             Error::NotFound(_) => "not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::PreconditionFailed(_) => "precondition_failed",
@@ -233,6 +248,8 @@ struct ApiErrorBody<'a> {
     status_code: u16,
     error_type: &'a str,
     error_message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
 }
 
 impl ResponseError for Error {
@@ -240,7 +257,7 @@ impl ResponseError for Error {
         match self {
             Error::Invalid { .. } => StatusCode::BAD_REQUEST,
             Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Error::Forbidden { .. } | Error::Refused { .. } => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict { .. } => StatusCode::CONFLICT,
@@ -263,6 +280,10 @@ impl ResponseError for Error {
             status_code: status.as_u16(),
             error_type: self.error_type(),
             error_message: self.to_string(),
+            reason: match self {
+                Error::Refused { reason, .. } => Some(reason),
+                _ => None,
+            },
         })
     }
 }

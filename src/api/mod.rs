@@ -1,6 +1,7 @@
 //! HTTP: extract, call one domain function, render. No rules live here.
 
 pub mod auth;
+mod members;
 pub mod ops;
 pub mod scim;
 pub mod v1;

@@ -12,7 +12,6 @@ use super::{base_url, with_db, ApiJson};
 use crate::db::{self, DbConn};
 use crate::domain::connections::{self, Connection, ConnectionFields, Issued, Tenant};
 use crate::domain::member_roles::{self, AssignmentFields};
-use crate::domain::members;
 use crate::domain::organizations::{self, Organization, OrganizationFields};
 use crate::domain::roles::{self, RoleFields};
 use crate::error::Error;
@@ -27,6 +26,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v1")
             .wrap(actix_web::middleware::from_fn(super::api_errors))
+            // Member routes first: their fixed paths (`/organizations/search`) must win over
+            // `/organizations/{organization}`.
+            .configure(super::members::routes)
             .service(
                 web::resource("/organizations")
                     .post(create_organization)
@@ -67,7 +69,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::resource(format!("{organization}/roles/{{role_id}}/members"))
                     .get(role_members),
             )
-            .service(web::resource(format!("{organization}/members/{{member_id}}")).get(get_member))
             .service(
                 web::resource(format!("{connection}/group-role-assignments"))
                     .get(list_assignments)
@@ -87,7 +88,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The organization named by id or slug, if this caller may see it; otherwise 404.
-fn accessible(
+pub(super) fn accessible(
     tx: &mut DbConn,
     principal: &Principal,
     id_or_slug: &str,
@@ -557,27 +558,6 @@ async fn delete_assignment(
     Ok(HttpResponse::Ok().json(json!({ "assignment_id": deleted, "deleted": true })))
 }
 
-/// A member with its roles and where each comes from.
-async fn get_member(
-    state: web::Data<AppState>,
-    principal: Principal,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, Error> {
-    let (organization, member_id) = path.into_inner();
-    let body = with_db(&state, move |conn| {
-        db::read(conn, |tx| {
-            let organization = accessible(tx, &principal, &organization)?;
-            let member = members::find(tx, &organization.organization_id, &member_id)?;
-            let roles = member_roles::roles_with_sources(tx, &member.member_id, member.status)?;
-            let mut body = member.to_value();
-            body["roles"] = roles;
-            Ok(body)
-        })
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(json!({ "member": body })))
-}
-
 /// The members a role is granted to (the implicit `member` role excepted), by cursor.
 async fn role_members(
     state: web::Data<AppState>,
@@ -615,7 +595,7 @@ fn connection_response(
         .json(json!({ "connection": ConnectionView::new(connection, &base_url(state, req)) })))
 }
 
-fn page_size(limit: Option<i64>) -> Result<i64, Error> {
+pub(super) fn page_size(limit: Option<i64>) -> Result<i64, Error> {
     match limit {
         None => Ok(DEFAULT_PAGE_SIZE),
         Some(limit) if (1..=MAX_PAGE_SIZE).contains(&limit) => Ok(limit),
@@ -631,12 +611,17 @@ fn paginate<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> &str) -> (Vec<T
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = has_more
-        .then(|| rows.last().map(|row| URL_SAFE_NO_PAD.encode(key(row))))
+        .then(|| rows.last().map(|row| encode_cursor(key(row))))
         .flatten();
     (rows, next)
 }
 
-fn decode_cursor(cursor: &str) -> Result<String, Error> {
+/// The cursor to the page after the row whose key this is.
+pub(super) fn encode_cursor(key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(key)
+}
+
+pub(super) fn decode_cursor(cursor: &str) -> Result<String, Error> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()

@@ -22,6 +22,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    organization_oauth_tenants (organization_id, provider, tenant_id) {
+        organization_id -> Text,
+        provider -> Text,
+        tenant_id -> Text,
+    }
+}
+
+diesel::table! {
     scim_connections (connection_id) {
         connection_id -> Text,
         organization_id -> Text,
@@ -66,6 +74,7 @@ diesel::joinable!(scim_tokens -> scim_connections (connection_id));
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     organization_domains,
+    organization_oauth_tenants,
     scim_connections,
     scim_tokens,
     events,
@@ -96,6 +105,8 @@ diesel::table! {
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        email_domain -> Text,
+        email_address_verified -> Bool,
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::connections::{self, Tenant};
 use super::events::{self, Event};
 use super::members::{lookup_key, MemberStatus};
-use super::{new_id, now, roles, Actor};
+use super::{new_id, now, organizations, roles, Actor};
 use crate::db::schema::{
     group_members, group_role_assignments, member_roles, members, scim_groups,
 };
@@ -41,12 +41,18 @@ pub fn sync(
     actor: &Actor,
     member_id: &str,
 ) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
-    let (organization_id, status, connection_id): (String, String, Option<String>) = members::table
+    let (organization_id, status, connection_id, email_domain): (
+        String,
+        String,
+        Option<String>,
+        String,
+    ) = members::table
         .find(member_id)
         .select((
             members::organization_id,
             members::status,
             members::scim_connection_id,
+            members::email_domain,
         ))
         .first(conn)?;
     let current: BTreeSet<Grant> = grants(conn, member_id)?.into_iter().collect();
@@ -54,7 +60,7 @@ pub fn sync(
     let mut wanted: BTreeSet<Grant> = if active {
         current
             .iter()
-            .filter(|grant| grant.source != SCIM_GROUP)
+            .filter(|grant| grant.source == DIRECT)
             .cloned()
             .collect()
     } else {
@@ -64,9 +70,67 @@ pub fn sync(
         if let Some(connection_id) = connection_id {
             wanted.extend(group_grants(conn, member_id, &connection_id)?);
         }
+        let settings = organizations::settings(conn, &organization_id)?;
+        wanted.extend(settings.implicit_roles(&email_domain).map(|role_id| Grant {
+            role_id: role_id.to_string(),
+            source: EMAIL_DOMAIN.into(),
+            source_ref: email_domain.clone(),
+        }));
     }
-    let removed: Vec<Grant> = current.difference(&wanted).cloned().collect();
-    let added: Vec<Grant> = wanted.difference(&current).cloned().collect();
+    apply(conn, actor, &organization_id, member_id, &current, &wanted)
+}
+
+/// Makes the member's direct grants exactly `role_ids` (an active member's; `member` is
+/// implicit and every role must exist), recording `member.roles_changed` when they changed.
+pub fn set_direct(
+    conn: &mut DbConn,
+    actor: &Actor,
+    organization_id: &str,
+    member_id: &str,
+    role_ids: &[String],
+) -> Result<(), Error> {
+    let mut direct = BTreeSet::new();
+    for role_id in role_ids {
+        if role_id == roles::MEMBER {
+            return Err(Error::invalid(
+                "invalid_roles",
+                "roles: every active member holds `member` implicitly; list other roles",
+            ));
+        }
+        roles::find(conn, organization_id, role_id).map_err(|_| {
+            Error::invalid(
+                "invalid_roles",
+                format!("roles: no role `{role_id}` in this organization"),
+            )
+        })?;
+        direct.insert(Grant {
+            role_id: role_id.clone(),
+            source: DIRECT.into(),
+            source_ref: String::new(),
+        });
+    }
+    let current: BTreeSet<Grant> = grants(conn, member_id)?.into_iter().collect();
+    let wanted: BTreeSet<Grant> = current
+        .iter()
+        .filter(|grant| grant.source != DIRECT)
+        .cloned()
+        .chain(direct)
+        .collect();
+    apply(conn, actor, organization_id, member_id, &current, &wanted)?;
+    Ok(())
+}
+
+/// Writes the difference between the member's `current` and `wanted` grants and records it.
+fn apply(
+    conn: &mut DbConn,
+    actor: &Actor,
+    organization_id: &str,
+    member_id: &str,
+    current: &BTreeSet<Grant>,
+    wanted: &BTreeSet<Grant>,
+) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
+    let removed: Vec<Grant> = current.difference(wanted).cloned().collect();
+    let added: Vec<Grant> = wanted.difference(current).cloned().collect();
     for grant in &removed {
         diesel::delete(member_roles::table.find((
             member_id,
@@ -80,7 +144,7 @@ pub fn sync(
         diesel::insert_into(member_roles::table)
             .values((
                 member_roles::member_id.eq(member_id),
-                member_roles::organization_id.eq(&organization_id),
+                member_roles::organization_id.eq(organization_id),
                 member_roles::role_id.eq(&grant.role_id),
                 member_roles::source.eq(&grant.source),
                 member_roles::source_ref.eq(&grant.source_ref),
@@ -90,7 +154,7 @@ pub fn sync(
     if !removed.is_empty() || !added.is_empty() {
         events::record(
             conn,
-            &organization_id,
+            organization_id,
             actor,
             Event {
                 event_type: "member.roles_changed",
@@ -159,6 +223,26 @@ pub fn grants_of_role(
             )
         })
         .collect())
+}
+
+/// `sync` for the organization's active members on these email domains (their implied roles
+/// changed).
+pub fn sync_email_domains(
+    conn: &mut DbConn,
+    actor: &Actor,
+    organization_id: &str,
+    domains: &[String],
+) -> Result<(), Error> {
+    if domains.is_empty() {
+        return Ok(());
+    }
+    let member_ids: Vec<String> = members::table
+        .filter(members::organization_id.eq(organization_id))
+        .filter(members::email_domain.eq_any(domains))
+        .filter(members::status.eq(MemberStatus::Active.as_str()))
+        .select(members::member_id)
+        .load(conn)?;
+    sync_all(conn, actor, &member_ids)
 }
 
 /// `sync` for each of these members.
@@ -235,11 +319,16 @@ pub fn roles_with_sources(
     member_id: &str,
     status: MemberStatus,
 ) -> Result<Value, Error> {
+    Ok(roles_view(status, grants(conn, member_id)?))
+}
+
+/// Roles with their sources, from a member's status and grants.
+pub fn roles_view(status: MemberStatus, grants: Vec<Grant>) -> Value {
     let mut roles: Vec<(String, Vec<Value>)> = Vec::new();
     if status == MemberStatus::Active {
         roles.push((roles::MEMBER.into(), vec![json!({"type": "implicit"})]));
     }
-    for grant in grants(conn, member_id)? {
+    for grant in grants {
         let source = match grant.source.as_str() {
             SCIM_GROUP => json!({"type": SCIM_GROUP, "group_id": grant.source_ref}),
             EMAIL_DOMAIN => json!({"type": EMAIL_DOMAIN, "domain": grant.source_ref}),
@@ -253,12 +342,12 @@ pub fn roles_with_sources(
             None => roles.push((grant.role_id, vec![source])),
         }
     }
-    Ok(Value::Array(
+    Value::Array(
         roles
             .into_iter()
             .map(|(role_id, sources)| json!({"role_id": role_id, "sources": sources}))
             .collect(),
-    ))
+    )
 }
 
 /// The members holding a role (explicitly granted), in id order after `after`.

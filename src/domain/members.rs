@@ -56,6 +56,9 @@ pub struct Member {
     pub member_id: String,
     pub organization_id: String,
     pub email_address: String,
+    /// Whether the member proved the address is theirs: an authentication reported to /jit
+    /// with a verified email, or an accepted invite.
+    pub email_address_verified: bool,
     pub status: MemberStatus,
     pub name: String,
     pub is_breakglass: bool,
@@ -81,6 +84,14 @@ pub fn lookup_key(text: &str) -> String {
     text.to_lowercase()
 }
 
+/// The domain of an email address, lowercased: what follows its last `@`.
+pub fn email_domain(email: &str) -> String {
+    email
+        .rsplit_once('@')
+        .map_or("", |(_, domain)| domain)
+        .to_lowercase()
+}
+
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = members, treat_none_as_null = true)]
 // The key is never in an UPDATE's SET: on SQLite, setting a parent key (even to itself)
@@ -91,6 +102,8 @@ pub(crate) struct MemberRow {
     organization_id: String,
     email_address: String,
     email_key: Option<String>,
+    email_domain: String,
+    email_address_verified: bool,
     status: String,
     name: String,
     is_breakglass: bool,
@@ -132,6 +145,7 @@ impl MemberRow {
             member_id: self.member_id,
             organization_id: self.organization_id,
             email_address: self.email_address,
+            email_address_verified: self.email_address_verified,
             name: self.name,
             is_breakglass: self.is_breakglass,
             scim_registration,
@@ -149,6 +163,8 @@ impl MemberRow {
             organization_id: member.organization_id.clone(),
             email_address: member.email_address.clone(),
             email_key: live.then(|| lookup_key(&member.email_address)),
+            email_domain: email_domain(&member.email_address),
+            email_address_verified: member.email_address_verified,
             status: member.status.as_str().to_string(),
             name: member.name.clone(),
             is_breakglass: member.is_breakglass,
@@ -192,6 +208,18 @@ pub fn find_by_email(
         .optional()?
         .map(MemberRow::into_member)
         .transpose()
+}
+
+/// The live members with this email, in every organization, by organization id.
+pub fn find_all_by_email(conn: &mut DbConn, email: &str) -> Result<Vec<Member>, Error> {
+    members::table
+        .filter(members::email_key.eq(lookup_key(email)))
+        .order(members::organization_id.asc())
+        .select(MemberRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(MemberRow::into_member)
+        .collect()
 }
 
 /// Locks the member's row until the transaction ends (PostgreSQL `FOR UPDATE`); a writer that
@@ -270,6 +298,18 @@ pub fn update_with(
     let previous = (event_type != "member.deleted").then_some(previous);
     record(conn, actor, event_type, &after, previous, details)?;
     Ok(after)
+}
+
+/// Records an event about the member outside an insert or update (`member.invited`), with
+/// `details` added to its data.
+pub fn record_event(
+    conn: &mut DbConn,
+    actor: &Actor,
+    event_type: &'static str,
+    member: &Member,
+    details: Option<(&'static str, Value)>,
+) -> Result<(), Error> {
+    record(conn, actor, event_type, member, None, details)
 }
 
 fn record(

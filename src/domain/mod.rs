@@ -3,14 +3,17 @@
 //! the same events apply whichever way a change arrives.
 
 pub mod connections;
+pub mod discovery;
 pub mod email;
 pub mod events;
 pub mod member_roles;
 pub mod members;
 pub mod organizations;
+pub mod provisioning;
 pub mod roles;
 pub mod scim_groups;
 pub mod scim_users;
+pub mod search;
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 

@@ -1,5 +1,7 @@
 //! Organizations: the tenants. Their settings decide who may join and how.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -8,7 +10,7 @@ use serde_json::{Map, Value};
 use super::email::normalize_allowed_domain;
 use super::events::{self, previous_values, Event};
 use super::{new_id, now, Actor};
-use crate::db::schema::{members, organization_domains, organizations};
+use crate::db::schema::{members, organization_domains, organization_oauth_tenants, organizations};
 use crate::db::DbConn;
 use crate::error::Error;
 
@@ -73,6 +75,68 @@ pub enum MfaPolicy {
     RequiredForAll,
 }
 
+/// Whether members may join through an OAuth tenant named in `allowed_oauth_tenants`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OauthTenantJitProvisioning {
+    #[default]
+    NotAllowed,
+    Restricted,
+}
+
+/// Which emails SCIM may provision: `ANY` (as Stytch), or only those on
+/// `email_allowed_domains`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ScimEmailDomainPolicy {
+    #[default]
+    Any,
+    Restricted,
+}
+
+/// OAuth providers whose tenants (workspace, portal, organization, directory) can admit
+/// members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OauthProvider {
+    Github,
+    Google,
+    Hubspot,
+    Microsoft,
+    Slack,
+}
+
+impl OauthProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OauthProvider::Github => "github",
+            OauthProvider::Google => "google",
+            OauthProvider::Hubspot => "hubspot",
+            OauthProvider::Microsoft => "microsoft",
+            OauthProvider::Slack => "slack",
+        }
+    }
+
+    /// The auth method an OAuth login with this provider is, for `allowed_auth_methods`.
+    pub fn auth_method(self) -> AuthMethod {
+        match self {
+            OauthProvider::Github => AuthMethod::GithubOauth,
+            OauthProvider::Google => AuthMethod::GoogleOauth,
+            OauthProvider::Hubspot => AuthMethod::HubspotOauth,
+            OauthProvider::Microsoft => AuthMethod::MicrosoftOauth,
+            OauthProvider::Slack => AuthMethod::SlackOauth,
+        }
+    }
+}
+
+/// Every active member whose email is on `domain` holds `role_id` (source `email_domain`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailRoleAssignment {
+    pub domain: String,
+    pub role_id: String,
+}
+
 /// The organization's rules, stored as one JSON document. `email_allowed_domains` is also
 /// kept in `organization_domains`, one row a domain, so lookups by domain use an index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -86,6 +150,25 @@ pub struct OrganizationSettings {
     pub auth_methods: AuthMethods,
     pub allowed_auth_methods: Vec<AuthMethod>,
     pub mfa_policy: MfaPolicy,
+    pub allowed_oauth_tenants: BTreeMap<OauthProvider, Vec<String>>,
+    pub oauth_tenant_jit_provisioning: OauthTenantJitProvisioning,
+    pub rbac_email_implicit_role_assignments: Vec<EmailRoleAssignment>,
+    pub scim_email_domain_policy: ScimEmailDomainPolicy,
+}
+
+impl OrganizationSettings {
+    /// Whether `domain` (lowercase) is one of `email_allowed_domains`.
+    pub fn allows_domain(&self, domain: &str) -> bool {
+        self.email_allowed_domains.iter().any(|d| d == domain)
+    }
+
+    /// The roles an email on `domain` (lowercase) implies.
+    pub fn implicit_roles<'a>(&'a self, domain: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.rbac_email_implicit_role_assignments
+            .iter()
+            .filter(move |assignment| assignment.domain == domain)
+            .map(|assignment| assignment.role_id.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -120,6 +203,10 @@ pub struct OrganizationFields {
     pub auth_methods: Option<AuthMethods>,
     pub allowed_auth_methods: Option<Vec<AuthMethod>>,
     pub mfa_policy: Option<MfaPolicy>,
+    pub allowed_oauth_tenants: Option<BTreeMap<OauthProvider, Vec<String>>>,
+    pub oauth_tenant_jit_provisioning: Option<OauthTenantJitProvisioning>,
+    pub rbac_email_implicit_role_assignments: Option<Vec<EmailRoleAssignment>>,
+    pub scim_email_domain_policy: Option<ScimEmailDomainPolicy>,
     pub trusted_metadata: Option<Map<String, Value>>,
 }
 
@@ -205,7 +292,9 @@ pub fn create(
     apply_fields(&mut organization, fields)?;
     insert_unique_slug(conn, &organization)?;
     replace_domains(conn, &organization)?;
+    replace_oauth_tenants(conn, &organization)?;
     super::roles::create_built_ins(conn, &organization.organization_id)?;
+    check_email_roles_exist(conn, &organization)?;
     events::record(
         conn,
         &organization.organization_id,
@@ -233,6 +322,17 @@ pub fn find(conn: &mut DbConn, id_or_slug: &str) -> Result<Organization, Error> 
     };
     row.ok_or_else(|| not_found(id_or_slug))?
         .into_organization()
+}
+
+/// The organization's settings alone (role derivation and provisioning rules read them on
+/// every write).
+pub fn settings(conn: &mut DbConn, organization_id: &str) -> Result<OrganizationSettings, Error> {
+    let stored: String = organizations::table
+        .find(organization_id)
+        .select(organizations::settings)
+        .first(conn)?;
+    serde_json::from_str(&stored)
+        .map_err(|error| Error::internal(format!("stored settings of {organization_id}: {error}")))
 }
 
 pub fn not_found(id_or_slug: &str) -> Error {
@@ -289,6 +389,13 @@ pub fn update(
     if after.settings.email_allowed_domains != before.settings.email_allowed_domains {
         replace_domains(conn, &after)?;
     }
+    if after.settings.allowed_oauth_tenants != before.settings.allowed_oauth_tenants {
+        replace_oauth_tenants(conn, &after)?;
+    }
+    let role_domains = changed_role_domains(&before.settings, &after.settings);
+    if !role_domains.is_empty() {
+        check_email_roles_exist(conn, &after)?;
+    }
     events::record(
         conn,
         &after.organization_id,
@@ -300,7 +407,66 @@ pub fn update(
             previous: Some(previous),
         },
     )?;
+    super::member_roles::sync_email_domains(conn, actor, &after.organization_id, &role_domains)?;
     Ok(after)
+}
+
+/// The domains whose implied roles differ between two versions of the settings.
+fn changed_role_domains(
+    before: &OrganizationSettings,
+    after: &OrganizationSettings,
+) -> Vec<String> {
+    let roles_of = |settings: &OrganizationSettings, domain: &str| -> Vec<String> {
+        let mut roles: Vec<String> = settings
+            .implicit_roles(domain)
+            .map(str::to_string)
+            .collect();
+        roles.sort();
+        roles
+    };
+    let mut domains: Vec<String> = before
+        .rbac_email_implicit_role_assignments
+        .iter()
+        .chain(&after.rbac_email_implicit_role_assignments)
+        .map(|assignment| assignment.domain.clone())
+        .collect();
+    domains.sort();
+    domains.dedup();
+    domains.retain(|domain| roles_of(before, domain) != roles_of(after, domain));
+    domains
+}
+
+/// Drops a deleted role from the organization's email-domain assignments (the grants went
+/// with the role), recording `organization.updated` when it was named there.
+pub fn forget_role(
+    conn: &mut DbConn,
+    actor: &Actor,
+    organization_id: &str,
+    role_id: &str,
+) -> Result<(), Error> {
+    let organization = find(conn, organization_id)?;
+    let assignments = &organization.settings.rbac_email_implicit_role_assignments;
+    if assignments
+        .iter()
+        .all(|assignment| assignment.role_id != role_id)
+    {
+        return Ok(());
+    }
+    let kept = assignments
+        .iter()
+        .filter(|assignment| assignment.role_id != role_id)
+        .cloned()
+        .collect();
+    update(
+        conn,
+        actor,
+        organization_id,
+        OrganizationFields {
+            rbac_email_implicit_role_assignments: Some(kept),
+            ..Default::default()
+        },
+    )?;
+    Ok(())
 }
 
 /// Deletes the organization and, by cascade, everything of it: its connections and their
@@ -364,6 +530,18 @@ fn apply_fields(organization: &mut Organization, fields: OrganizationFields) -> 
     }
     if let Some(value) = fields.mfa_policy {
         settings.mfa_policy = value;
+    }
+    if let Some(tenants) = fields.allowed_oauth_tenants {
+        settings.allowed_oauth_tenants = validate_oauth_tenants(tenants)?;
+    }
+    if let Some(value) = fields.oauth_tenant_jit_provisioning {
+        settings.oauth_tenant_jit_provisioning = value;
+    }
+    if let Some(assignments) = fields.rbac_email_implicit_role_assignments {
+        settings.rbac_email_implicit_role_assignments = validate_email_roles(assignments)?;
+    }
+    if let Some(value) = fields.scim_email_domain_policy {
+        settings.scim_email_domain_policy = value;
     }
     if let Some(changes) = fields.trusted_metadata {
         organization.trusted_metadata =
@@ -434,6 +612,80 @@ fn validate_connection_ids(connections: &[String]) -> Result<Vec<String>, Error>
     Ok(first_occurrences(connections.to_vec()))
 }
 
+/// Tenant ids per provider: trimmed, 1 to 128 characters, each listed once; a provider with
+/// an empty list is dropped.
+fn validate_oauth_tenants(
+    tenants: BTreeMap<OauthProvider, Vec<String>>,
+) -> Result<BTreeMap<OauthProvider, Vec<String>>, Error> {
+    let mut valid = BTreeMap::new();
+    for (provider, ids) in tenants {
+        let mut kept = Vec::with_capacity(ids.len());
+        for id in ids {
+            let id = id.trim().to_string();
+            if id.is_empty() || id.len() > 128 {
+                return Err(Error::invalid(
+                    "invalid_allowed_oauth_tenants",
+                    format!(
+                        "allowed_oauth_tenants.{}: `{id}` is not a tenant id (1 to 128 characters)",
+                        provider.as_str()
+                    ),
+                ));
+            }
+            kept.push(id);
+        }
+        let kept = first_occurrences(kept);
+        if !kept.is_empty() {
+            valid.insert(provider, kept);
+        }
+    }
+    Ok(valid)
+}
+
+/// Email-domain role assignments: valid domains (lowercased), a role id, each pair once. That
+/// the roles exist is checked against the database by `check_email_roles_exist`.
+fn validate_email_roles(
+    assignments: Vec<EmailRoleAssignment>,
+) -> Result<Vec<EmailRoleAssignment>, Error> {
+    let mut valid = Vec::with_capacity(assignments.len());
+    for assignment in assignments {
+        let domain = normalize_allowed_domain(&assignment.domain).map_err(|problem| {
+            Error::invalid(
+                "invalid_rbac_email_implicit_role_assignments",
+                format!(
+                    "rbac_email_implicit_role_assignments: {}",
+                    problem.message()
+                ),
+            )
+        })?;
+        let role_id = assignment.role_id.trim().to_string();
+        if role_id == super::roles::MEMBER {
+            return Err(Error::invalid(
+                "invalid_rbac_email_implicit_role_assignments",
+                "rbac_email_implicit_role_assignments: every active member holds `member` already; \
+                 assign other roles by domain",
+            ));
+        }
+        valid.push(EmailRoleAssignment { domain, role_id });
+    }
+    Ok(first_occurrences(valid))
+}
+
+/// Every role an email-domain assignment names must be a role of the organization.
+fn check_email_roles_exist(conn: &mut DbConn, organization: &Organization) -> Result<(), Error> {
+    for assignment in &organization.settings.rbac_email_implicit_role_assignments {
+        if super::roles::find(conn, &organization.organization_id, &assignment.role_id).is_err() {
+            return Err(Error::invalid(
+                "invalid_rbac_email_implicit_role_assignments",
+                format!(
+                    "rbac_email_implicit_role_assignments: no role `{}` in this organization",
+                    assignment.role_id
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Drops repeated items, keeping the first of each in its place.
 fn first_occurrences<T: PartialEq>(items: Vec<T>) -> Vec<T> {
     let mut kept = Vec::with_capacity(items.len());
@@ -466,6 +718,20 @@ fn validate_settings(settings: &OrganizationSettings) -> Result<(), Error> {
         return Err(Error::invalid(
             "sso_jit_provisioning_allowed_connections_required",
             "sso_jit_provisioning RESTRICTED needs at least one id in sso_jit_provisioning_allowed_connections",
+        ));
+    }
+    if settings.oauth_tenant_jit_provisioning == OauthTenantJitProvisioning::Restricted
+        && settings.allowed_oauth_tenants.is_empty()
+    {
+        return Err(Error::invalid(
+            "allowed_oauth_tenants_required",
+            "oauth_tenant_jit_provisioning RESTRICTED needs at least one tenant in allowed_oauth_tenants",
+        ));
+    }
+    if settings.scim_email_domain_policy == ScimEmailDomainPolicy::Restricted && no_domains {
+        return Err(Error::invalid(
+            "email_allowed_domains_required",
+            "scim_email_domain_policy RESTRICTED needs at least one domain in email_allowed_domains",
         ));
     }
     if settings.auth_methods == AuthMethods::Restricted && settings.allowed_auth_methods.is_empty()
@@ -561,6 +827,37 @@ fn replace_domains(conn: &mut DbConn, organization: &Organization) -> Result<(),
     if !rows.is_empty() {
         crate::on_backend!(conn, |inner| diesel::insert_into(
             organization_domains::table
+        )
+        .values(&rows)
+        .execute(inner))?;
+    }
+    Ok(())
+}
+
+fn replace_oauth_tenants(conn: &mut DbConn, organization: &Organization) -> Result<(), Error> {
+    let organization_id = organization.organization_id.as_str();
+    diesel::delete(
+        organization_oauth_tenants::table
+            .filter(organization_oauth_tenants::organization_id.eq(organization_id)),
+    )
+    .execute(conn)?;
+    let rows: Vec<_> = organization
+        .settings
+        .allowed_oauth_tenants
+        .iter()
+        .flat_map(|(provider, tenants)| {
+            tenants.iter().map(move |tenant_id| {
+                (
+                    organization_oauth_tenants::organization_id.eq(organization_id),
+                    organization_oauth_tenants::provider.eq(provider.as_str()),
+                    organization_oauth_tenants::tenant_id.eq(tenant_id),
+                )
+            })
+        })
+        .collect();
+    if !rows.is_empty() {
+        crate::on_backend!(conn, |inner| diesel::insert_into(
+            organization_oauth_tenants::table
         )
         .values(&rows)
         .execute(inner))?;

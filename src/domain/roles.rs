@@ -257,6 +257,7 @@ pub fn delete(
     let lost = super::member_roles::grants_of_role(conn, organization_id, role_id)?;
     diesel::delete(roles::table.find((organization_id, role_id))).execute(conn)?;
     super::member_roles::record_role_deleted(conn, actor, organization_id, lost)?;
+    super::organizations::forget_role(conn, actor, organization_id, role_id)?;
     record(
         conn,
         actor,

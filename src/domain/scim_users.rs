@@ -226,6 +226,8 @@ pub fn create(
     let fields = user_fields(resource::normalize(&USER_RESOURCE, input)?)?;
     super::connections::ensure_exists(conn, tenant)?;
     ensure_user_name_free(conn, tenant, &fields.user_name, None)?;
+    let settings = super::organizations::settings(conn, &tenant.organization_id)?;
+    super::provisioning::check_scim_email(&settings, &fields.email)?;
     let status = if fields.active.unwrap_or(true) {
         MemberStatus::Active
     } else {
@@ -244,6 +246,7 @@ pub fn create(
                 member_id: new_id("member"),
                 organization_id: tenant.organization_id.clone(),
                 email_address: fields.email,
+                email_address_verified: false,
                 status,
                 name: fields.name,
                 is_breakglass: false,
@@ -255,6 +258,9 @@ pub fn create(
                 version: 1,
             };
             members::insert(conn, actor, &member, "member.created")?;
+            if !settings.rbac_email_implicit_role_assignments.is_empty() {
+                member_roles::sync(conn, actor, &member.member_id)?;
+            }
             Ok(member)
         }
         Some(existing) => match &existing.scim_registration {
@@ -370,7 +376,10 @@ fn save(
 ) -> Result<Member, Error> {
     super::connections::ensure_exists(conn, tenant)?;
     ensure_user_name_free(conn, tenant, &fields.user_name, Some(&before.member_id))?;
-    if lookup_key(&fields.email) != lookup_key(&before.email_address) {
+    let email_changed = lookup_key(&fields.email) != lookup_key(&before.email_address);
+    if email_changed {
+        let settings = super::organizations::settings(conn, &tenant.organization_id)?;
+        super::provisioning::check_scim_email(&settings, &fields.email)?;
         if let Some(holder) = members::find_by_email(conn, &tenant.organization_id, &fields.email)?
         {
             if holder.member_id != before.member_id {
@@ -391,6 +400,8 @@ fn save(
     };
     let after = Member {
         email_address: fields.email,
+        // A new address is unproven until its owner authenticates with it.
+        email_address_verified: before.email_address_verified && !email_changed,
         status,
         name: fields.name,
         scim_registration: Some(ScimRegistration {
@@ -414,7 +425,9 @@ fn save(
             None
         };
     let saved = members::update_with(conn, actor, &before, after, "member.updated", revoked)?;
-    if saved.status != before.status {
+    let domain_changed =
+        members::email_domain(&saved.email_address) != members::email_domain(&before.email_address);
+    if saved.status != before.status || domain_changed {
         member_roles::sync(conn, actor, &saved.member_id)?;
     }
     Ok(saved)

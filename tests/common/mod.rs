@@ -226,6 +226,19 @@ impl TestServer {
             .collect()
     }
 
+    /// The organization's events, oldest first, as (type, source, subject).
+    pub fn event_sources(&self, organization_id: &str) -> Vec<(String, String, String)> {
+        use scimd::db::schema::events;
+        let mut conn = self.pool.get().unwrap();
+        let conn: &mut DbConn = &mut conn;
+        events::table
+            .filter(events::organization_id.eq(organization_id))
+            .order(events::sequence.asc())
+            .select((events::event_type, events::source, events::subject_id))
+            .load(conn)
+            .unwrap()
+    }
+
     pub fn event_types(&self, organization_id: &str) -> Vec<String> {
         self.events(organization_id)
             .into_iter()

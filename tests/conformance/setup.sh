@@ -5,6 +5,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 venv=${1:-$here/../../target/conformance-venv}
 stamp="$venv/.requirements"
+# Both database cases of tests/conformance.rs may call this at once: one installs, the
+# other waits for it.
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
 if [ -x "$venv/bin/python" ] && cmp -s "$here/requirements.txt" "$stamp"; then
     exit 0
 fi
