@@ -2,7 +2,7 @@
 # organization and SCIM connection, exports TOKEN, and stops the server and removes its
 # files on exit. Sets: here, root, work, scimd, server, base ("http://127.0.0.1:$port").
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 work=$(mktemp -d)
 export DATABASE_URL=${DATABASE_URL:-$work/scimd.db}
 export SCIMD_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
