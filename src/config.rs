@@ -63,9 +63,17 @@ pub struct ServeArgs {
     /// within this time in other processes sharing the database. 0 disables the cache.
     #[arg(long, env = "SCIMD_TOKEN_CACHE_TTL_MS", default_value_t = 2000)]
     pub token_cache_ttl_ms: u64,
+    /// Days an event stays readable in /v1/events before it is pruned; 0 keeps every event.
+    #[arg(long, env = "SCIMD_EVENT_RETENTION_DAYS", default_value_t = 30)]
+    pub event_retention_days: u64,
 }
 
 impl ServeArgs {
+    pub fn event_retention(&self) -> Option<Duration> {
+        (self.event_retention_days > 0)
+            .then(|| Duration::from_secs(self.event_retention_days * 86_400))
+    }
+
     pub fn token_cache_ttl(&self) -> Duration {
         Duration::from_millis(self.token_cache_ttl_ms)
     }

@@ -25,6 +25,35 @@ pub struct AppState {
     pub jwt: Option<JwtVerifier>,
     pub tokens: TokenCache,
     pub max_body_bytes: usize,
+    /// Wakes long-polling readers of /v1/events when this process commits events.
+    pub events: api::events::EventBell,
+    /// Events older than this are pruned in the background; `None` keeps them forever.
+    pub event_retention: Option<std::time::Duration>,
+}
+
+/// How often old events are pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes events older than `retention` now and every hour, for as long as the server runs.
+async fn prune_events(state: web::Data<AppState>, retention: std::time::Duration) {
+    loop {
+        let Some(cutoff) = chrono::Duration::from_std(retention)
+            .ok()
+            .and_then(|retention| domain::now().checked_sub_signed(retention))
+        else {
+            return;
+        };
+        let pruned = api::with_db(&state, move |conn| {
+            db::write(conn, |tx| domain::events::prune(tx, cutoff))
+        })
+        .await;
+        match pruned {
+            Ok(0) => {}
+            Ok(count) => log::info!("pruned {count} events older than {cutoff}"),
+            Err(error) => log::warn!("pruning events: {error}"),
+        }
+        tokio::time::sleep(PRUNE_EVERY).await;
+    }
 }
 
 /// One log line a request: request id, peer, method, path (never the query, which may carry
@@ -38,6 +67,9 @@ pub fn server(
     workers: usize,
 ) -> std::io::Result<Server> {
     let max_body_bytes = state.max_body_bytes;
+    if let Some(retention) = state.event_retention {
+        actix_web::rt::spawn(prune_events(state.clone(), retention));
+    }
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

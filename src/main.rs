@@ -202,6 +202,8 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<serde_json::Value, Error> {
         jwt,
         tokens: TokenCache::new(args.token_cache_ttl()),
         max_body_bytes: args.max_body_bytes,
+        events: Default::default(),
+        event_retention: args.event_retention(),
     });
     let workers = args
         .workers

@@ -1,6 +1,7 @@
 //! HTTP: extract, call one domain function, render. No rules live here.
 
 pub mod auth;
+pub mod events;
 mod members;
 pub mod ops;
 pub mod scim;
@@ -32,11 +33,21 @@ pub async fn with_db<T: Send + 'static>(
     work: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
     let pool = state.pool.clone();
-    web::block(move || {
-        let mut conn = pool.get()?;
-        work(&mut conn)
+    let (result, recorded) = web::block(move || {
+        crate::domain::events::take_recorded();
+        let result = pool
+            .get()
+            .map_err(Error::from)
+            .and_then(|mut conn| work(&mut conn));
+        (result, crate::domain::events::take_recorded())
     })
-    .await?
+    .await?;
+    // The work's transaction has committed (or rolled back, and then it failed): readers
+    // waiting for events may look again.
+    if recorded && result.is_ok() {
+        state.events.ring();
+    }
+    result
 }
 
 /// The base URL links are built from: `--public-url`, else the request's scheme and Host.

@@ -29,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             // Member routes first: their fixed paths (`/organizations/search`) must win over
             // `/organizations/{organization}`.
             .configure(super::members::routes)
+            .configure(super::events::routes)
             .service(
                 web::resource("/organizations")
                     .post(create_organization)

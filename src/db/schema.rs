@@ -11,6 +11,14 @@ diesel::table! {
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        event_log_position -> BigInt,
+    }
+}
+
+diesel::table! {
+    event_log (id) {
+        id -> Integer,
+        last_position -> BigInt,
     }
 }
 
@@ -64,6 +72,7 @@ diesel::table! {
         data -> Text,
         previous -> Nullable<Text>,
         occurred_at -> Timestamp,
+        log_position -> BigInt,
     }
 }
 
@@ -78,6 +87,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     scim_connections,
     scim_tokens,
     events,
+    event_log,
     members,
     scim_groups,
     group_members,

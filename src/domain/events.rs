@@ -2,11 +2,19 @@
 //! transaction, so the log never disagrees with the data: an event exists if and only if its
 //! change committed.
 
+use std::cell::Cell;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::NaiveDateTime;
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{new_id, now, Actor};
-use crate::db::schema::{events, organizations};
+use crate::db::schema::{event_log, events, organizations};
 use crate::db::DbConn;
 use crate::error::Error;
 
@@ -33,6 +41,51 @@ struct NewEventRow<'a> {
     data: String,
     previous: Option<String>,
     occurred_at: chrono::NaiveDateTime,
+    log_position: i64,
+}
+
+thread_local! {
+    /// Whether this thread recorded an event since `take_recorded` last asked: the API wakes
+    /// long-polling readers after a write that recorded one commits.
+    static RECORDED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether events were recorded on this thread since the last call (and forgets it).
+pub fn take_recorded() -> bool {
+    RECORDED.with(|recorded| recorded.replace(false))
+}
+
+/// Takes the organization's next sequence number and the event's position in the feed, in
+/// one step under the organization's row lock. SQLite (one writer, holding the write lock)
+/// numbers positions one after another. PostgreSQL uses the writing transaction's id, raised
+/// to the position of the organization's previous event, so that positions never go down
+/// along an organization's sequence (see `read` for why ids make a safe order).
+fn next_numbers(conn: &mut DbConn, organization_id: &str) -> Result<(i64, i64), Error> {
+    match conn {
+        DbConn::Postgres(pg) => Ok(diesel::update(organizations::table.find(organization_id))
+            .set((
+                organizations::event_sequence.eq(organizations::event_sequence + 1),
+                organizations::event_log_position.eq(sql::<BigInt>(
+                    "GREATEST(event_log_position, pg_current_xact_id()::text::bigint)",
+                )),
+            ))
+            .returning((
+                organizations::event_sequence,
+                organizations::event_log_position,
+            ))
+            .get_result(pg)?),
+        DbConn::Sqlite(sqlite) => {
+            let sequence = diesel::update(organizations::table.find(organization_id))
+                .set(organizations::event_sequence.eq(organizations::event_sequence + 1))
+                .returning(organizations::event_sequence)
+                .get_result(sqlite)?;
+            let position = diesel::update(event_log::table.find(1))
+                .set(event_log::last_position.eq(event_log::last_position + 1))
+                .returning(event_log::last_position)
+                .get_result(sqlite)?;
+            Ok((sequence, position))
+        }
+    }
 }
 
 /// Records `event` for `organization_id` and returns its sequence number.
@@ -46,10 +99,7 @@ pub fn record(
     actor: &Actor,
     event: Event<'_>,
 ) -> Result<i64, Error> {
-    let sequence: i64 = diesel::update(organizations::table.find(organization_id))
-        .set(organizations::event_sequence.eq(organizations::event_sequence + 1))
-        .returning(organizations::event_sequence)
-        .get_result(conn)?;
+    let (sequence, log_position) = next_numbers(conn, organization_id)?;
     diesel::insert_into(events::table)
         .values(NewEventRow {
             event_id: new_id("event"),
@@ -62,9 +112,239 @@ pub fn record(
             data: event.data.to_string(),
             previous: event.previous.map(|previous| previous.to_string()),
             occurred_at: now(),
+            log_position,
         })
         .execute(conn)?;
+    RECORDED.with(|recorded| recorded.set(true));
     Ok(sequence)
+}
+
+/// A place in the feed: after the event at (`log_position`, organization, `sequence`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedCursor {
+    pub log_position: i64,
+    pub organization_id: String,
+    pub sequence: i64,
+}
+
+impl FeedCursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}:{}:{}",
+            self.log_position, self.sequence, self.organization_id
+        ))
+    }
+
+    pub fn decode(text: &str) -> Result<Self, Error> {
+        let invalid = || {
+            Error::invalid(
+                "invalid_cursor",
+                "after is not a cursor this API returned: pass next_cursor as it came",
+            )
+        };
+        let decoded = URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(invalid)?;
+        let mut parts = decoded.splitn(3, ':');
+        let mut number = || parts.next().and_then(|part| part.parse::<i64>().ok());
+        let (Some(log_position), Some(sequence)) = (number(), number()) else {
+            return Err(invalid());
+        };
+        let organization_id = parts.next().ok_or_else(invalid)?.to_string();
+        Ok(FeedCursor {
+            log_position,
+            organization_id,
+            sequence,
+        })
+    }
+}
+
+/// Which events a reader wants.
+#[derive(Debug, Clone, Default)]
+pub struct FeedQuery {
+    pub organization_id: Option<String>,
+    pub after: Option<FeedCursor>,
+    /// Exact types (`member.created`) or prefixes (`member.*`); empty: every type.
+    pub types: Vec<String>,
+    pub limit: i64,
+}
+
+/// An event as the feed shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedEvent {
+    pub event_id: String,
+    pub organization_id: String,
+    pub sequence: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub source: String,
+    pub actor: String,
+    pub subject_id: String,
+    #[serde(with = "super::timestamp")]
+    pub occurred_at: NaiveDateTime,
+    pub data: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Value>,
+    #[serde(skip)]
+    pub cursor: FeedCursor,
+}
+
+/// Validates `types` patterns: event type characters, `*` only as a whole last label.
+pub fn parse_types(text: &str) -> Result<Vec<String>, Error> {
+    let mut types = Vec::new();
+    for pattern in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let body = pattern.strip_suffix(".*").unwrap_or(pattern);
+        let valid = !body.is_empty()
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.');
+        if !valid {
+            return Err(Error::invalid(
+                "invalid_types",
+                format!(
+                    "types: `{pattern}` is not an event type (`member.created`) or a prefix \
+                     (`member.*`)"
+                ),
+            ));
+        }
+        types.push(pattern.to_string());
+    }
+    Ok(types)
+}
+
+/// The events after the query's cursor, in feed order: (log_position, organization,
+/// sequence). On SQLite positions follow commit order. On PostgreSQL a position is at least
+/// the writing transaction's id, which is taken when the transaction first writes, not when
+/// it commits; so only events below the snapshot's xmin — the oldest transaction id still
+/// running — are returned. Every event that commits after this read has a position at or
+/// above its own transaction id, which is at or above that xmin: it stands after everything
+/// this read returned, so a reader following `next_cursor` misses nothing. A long writing
+/// transaction holds the feed back until it ends rather than letting it skip ahead. Call
+/// inside `db::read`, so that the horizon and the rows come from one snapshot.
+pub fn read(conn: &mut DbConn, query: &FeedQuery) -> Result<Vec<FeedEvent>, Error> {
+    let mut rows = events::table
+        .select((
+            events::event_id,
+            events::organization_id,
+            events::sequence,
+            events::event_type,
+            events::source,
+            events::actor,
+            events::subject_id,
+            events::occurred_at,
+            events::data,
+            events::previous,
+            events::log_position,
+        ))
+        .order((
+            events::log_position.asc(),
+            events::organization_id.asc(),
+            events::sequence.asc(),
+        ))
+        .limit(query.limit)
+        .into_boxed();
+    if let DbConn::Postgres(pg) = conn {
+        let horizon: i64 = diesel::select(sql::<BigInt>(
+            "pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+        ))
+        .get_result(pg)?;
+        rows = rows.filter(events::log_position.lt(horizon));
+    }
+    if let Some(organization_id) = &query.organization_id {
+        rows = rows.filter(events::organization_id.eq(organization_id.clone()));
+    }
+    if let Some(after) = &query.after {
+        rows = rows.filter(
+            events::log_position
+                .gt(after.log_position)
+                .or(events::log_position.eq(after.log_position).and(
+                    events::organization_id
+                        .gt(after.organization_id.clone())
+                        .or(events::organization_id
+                            .eq(after.organization_id.clone())
+                            .and(events::sequence.gt(after.sequence))),
+                )),
+        );
+    }
+    if !query.types.is_empty() {
+        let mut matches: Box<
+            dyn BoxableExpression<
+                events::table,
+                <DbConn as diesel::Connection>::Backend,
+                SqlType = diesel::sql_types::Bool,
+            >,
+        > = Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("1 = 0"));
+        for pattern in &query.types {
+            matches = match pattern.strip_suffix('*') {
+                Some(prefix) => {
+                    let like = format!("{}%", prefix.replace('_', "\\_"));
+                    Box::new(matches.or(events::event_type.like(like).escape('\\')))
+                }
+                None => Box::new(matches.or(events::event_type.eq(pattern.clone()))),
+            };
+        }
+        rows = rows.filter(matches);
+    }
+    type Row = (
+        String,
+        String,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        NaiveDateTime,
+        String,
+        Option<String>,
+        i64,
+    );
+    let json = |text: &str| {
+        serde_json::from_str::<Value>(text)
+            .map_err(|error| Error::internal(format!("stored event data: {error}")))
+    };
+    rows.load::<Row>(conn)?
+        .into_iter()
+        .map(
+            |(
+                id,
+                organization_id,
+                sequence,
+                kind,
+                source,
+                actor,
+                subject,
+                at,
+                data,
+                previous,
+                position,
+            )| {
+                Ok(FeedEvent {
+                    cursor: FeedCursor {
+                        log_position: position,
+                        organization_id: organization_id.clone(),
+                        sequence,
+                    },
+                    event_id: id,
+                    organization_id,
+                    sequence,
+                    event_type: kind,
+                    source,
+                    actor,
+                    subject_id: subject,
+                    occurred_at: at,
+                    data: json(&data)?,
+                    previous: previous.as_deref().map(json).transpose()?,
+                })
+            },
+        )
+        .collect()
+}
+
+/// Deletes the events that occurred before `cutoff`; returns how many.
+pub fn prune(conn: &mut DbConn, cutoff: NaiveDateTime) -> Result<usize, Error> {
+    Ok(diesel::delete(events::table.filter(events::occurred_at.lt(cutoff))).execute(conn)?)
 }
 
 /// The old values of the top-level fields that differ between `before` and `after` (a field

@@ -98,6 +98,7 @@ pub struct Options {
     pub jwt: JwtArgs,
     pub token_cache_ttl: Duration,
     pub max_body_bytes: usize,
+    pub event_retention: Option<Duration>,
 }
 
 impl Default for Options {
@@ -109,6 +110,7 @@ impl Default for Options {
             },
             token_cache_ttl: Duration::from_secs(2),
             max_body_bytes: 1_048_576,
+            event_retention: None,
         }
     }
 }
@@ -129,6 +131,8 @@ impl TestServer {
             jwt: JwtVerifier::from_args(&options.jwt).expect("JWT settings are valid"),
             tokens: TokenCache::new(options.token_cache_ttl),
             max_body_bytes: options.max_body_bytes,
+            events: Default::default(),
+            event_retention: options.event_retention,
         });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
