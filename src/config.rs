@@ -66,9 +66,47 @@ pub struct ServeArgs {
     /// Days an event stays readable in /v1/events before it is pruned; 0 keeps every event.
     #[arg(long, env = "SCIMD_EVENT_RETENTION_DAYS", default_value_t = 30)]
     pub event_retention_days: u64,
+    /// Threads delivering webhooks in this process; 0 leaves delivery to other processes.
+    #[arg(long, env = "SCIMD_WEBHOOK_WORKERS", default_value_t = 2)]
+    pub webhook_workers: usize,
+    /// Delay before the first retry of a failed delivery; each further retry doubles it (up
+    /// to an hour), with jitter.
+    #[arg(long, env = "SCIMD_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
+    pub webhook_retry_base_ms: u64,
+    /// An endpoint that keeps failing this long is disabled (event webhook.disabled).
+    #[arg(long, env = "SCIMD_WEBHOOK_DISABLE_AFTER_HOURS", default_value_t = 72)]
+    pub webhook_disable_after_hours: u64,
+    /// How long a receiver has to answer a delivery.
+    #[arg(long, env = "SCIMD_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+    /// Allow webhook URLs on private, loopback and link-local addresses.
+    #[arg(long, env = "SCIMD_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
 }
 
 impl ServeArgs {
+    pub fn webhook_urls(&self) -> crate::domain::webhooks::UrlPolicy {
+        crate::domain::webhooks::UrlPolicy {
+            allow_private: self.webhook_allow_private,
+        }
+    }
+
+    pub fn delivery(&self) -> crate::delivery::DeliverySettings {
+        let timeout = Duration::from_millis(self.webhook_timeout_ms.max(1));
+        crate::delivery::DeliverySettings {
+            workers: self.webhook_workers,
+            retry: crate::domain::webhooks::RetryPolicy {
+                base: Duration::from_millis(self.webhook_retry_base_ms.max(1)),
+                max_delay: Duration::from_secs(3600),
+                disable_after: Duration::from_secs(self.webhook_disable_after_hours * 3600),
+            },
+            timeout,
+            urls: self.webhook_urls(),
+            idle: Duration::from_millis(500),
+            lease: timeout * 3 + Duration::from_secs(30),
+        }
+    }
+
     pub fn event_retention(&self) -> Option<Duration> {
         (self.event_retention_days > 0)
             .then(|| Duration::from_secs(self.event_retention_days * 86_400))

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod db;
+pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod scim;
@@ -29,6 +30,11 @@ pub struct AppState {
     pub events: api::events::EventBell,
     /// Events older than this are pruned in the background; `None` keeps them forever.
     pub event_retention: Option<std::time::Duration>,
+    /// Which webhook URLs the API accepts.
+    pub webhook_urls: domain::webhooks::UrlPolicy,
+    /// The webhook delivery threads, stopped when the state is dropped; `None`: this process
+    /// delivers nothing (others sharing the database may).
+    pub delivery: Option<delivery::Delivery>,
 }
 
 /// How often old events are pruned.

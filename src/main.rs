@@ -13,6 +13,7 @@ use scimd::api::auth::{issue_jwt, JwtVerifier, TokenCache};
 use scimd::api::v1::issued_body;
 use scimd::config::{base_url, DatabaseArgs, JwtArgs, PublicUrlArgs, ServeArgs};
 use scimd::db;
+use scimd::delivery::Delivery;
 use scimd::domain::connections::{self, ConnectionFields, IdentityProvider};
 use scimd::domain::organizations::{self, OrganizationFields};
 use scimd::domain::Actor;
@@ -196,7 +197,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<serde_json::Value, Error> {
         backend.as_str()
     );
     let state = web::Data::new(AppState {
-        pool,
+        pool: pool.clone(),
         backend,
         public_url: cli.public_url.public_url.clone(),
         jwt,
@@ -204,6 +205,9 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<serde_json::Value, Error> {
         max_body_bytes: args.max_body_bytes,
         events: Default::default(),
         event_retention: args.event_retention(),
+        webhook_urls: args.webhook_urls(),
+        delivery: (args.webhook_workers > 0)
+            .then(|| Delivery::start(pool.clone(), args.delivery())),
     });
     let workers = args
         .workers

@@ -6,6 +6,7 @@ mod members;
 pub mod ops;
 pub mod scim;
 pub mod v1;
+mod webhooks;
 
 use std::future::Future;
 use std::pin::Pin;

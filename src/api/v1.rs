@@ -30,6 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             // `/organizations/{organization}`.
             .configure(super::members::routes)
             .configure(super::events::routes)
+            .configure(super::webhooks::routes)
             .service(
                 web::resource("/organizations")
                     .post(create_organization)

@@ -16,6 +16,42 @@ diesel::table! {
 }
 
 diesel::table! {
+    webhooks (webhook_id) {
+        webhook_id -> Text,
+        organization_id -> Nullable<Text>,
+        url -> Text,
+        event_types -> Text,
+        secret -> Text,
+        status -> Text,
+        cursor_position -> BigInt,
+        cursor_organization_id -> Text,
+        cursor_sequence -> BigInt,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        failing_since -> Nullable<Timestamp>,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (delivery_id) {
+        delivery_id -> Text,
+        webhook_id -> Text,
+        event_id -> Text,
+        attempt -> Integer,
+        succeeded -> Bool,
+        status_code -> Nullable<Integer>,
+        error -> Nullable<Text>,
+        duration_ms -> BigInt,
+        attempted_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     event_log (id) {
         id -> Integer,
         last_position -> BigInt,
@@ -88,6 +124,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     scim_tokens,
     events,
     event_log,
+    webhooks,
+    webhook_deliveries,
     members,
     scim_groups,
     group_members,

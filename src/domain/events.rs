@@ -245,11 +245,7 @@ pub fn read(conn: &mut DbConn, query: &FeedQuery) -> Result<Vec<FeedEvent>, Erro
         ))
         .limit(query.limit)
         .into_boxed();
-    if let DbConn::Postgres(pg) = conn {
-        let horizon: i64 = diesel::select(sql::<BigInt>(
-            "pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-        ))
-        .get_result(pg)?;
+    if let Some(horizon) = horizon(conn)? {
         rows = rows.filter(events::log_position.lt(horizon));
     }
     if let Some(organization_id) = &query.organization_id {
@@ -340,6 +336,20 @@ pub fn read(conn: &mut DbConn, query: &FeedQuery) -> Result<Vec<FeedEvent>, Erro
             },
         )
         .collect()
+}
+
+/// The position readers stop before: on PostgreSQL the snapshot's xmin (see `read`); SQLite
+/// needs none.
+pub fn horizon(conn: &mut DbConn) -> Result<Option<i64>, Error> {
+    match conn {
+        DbConn::Postgres(pg) => Ok(Some(
+            diesel::select(sql::<BigInt>(
+                "pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+            ))
+            .get_result(pg)?,
+        )),
+        DbConn::Sqlite(_) => Ok(None),
+    }
 }
 
 /// Deletes the events that occurred before `cutoff`; returns how many.

@@ -14,6 +14,7 @@ pub mod roles;
 pub mod scim_groups;
 pub mod scim_users;
 pub mod search;
+pub mod webhooks;
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 

@@ -90,8 +90,10 @@ pub struct TestServer {
     pub base: String,
     pub pool: db::Pool,
     handle: ServerHandle,
-    // Dropped last: the server's pool must be gone before the schema is dropped.
-    pub database: TestDatabase,
+    pub url: String,
+    // Dropped last: the server's pool must be gone before the schema is dropped. A sibling
+    // (another server on the same database) owns none.
+    pub database: Option<TestDatabase>,
 }
 
 pub struct Options {
@@ -99,6 +101,8 @@ pub struct Options {
     pub token_cache_ttl: Duration,
     pub max_body_bytes: usize,
     pub event_retention: Option<Duration>,
+    /// Webhook delivery threads for this server; none by default.
+    pub delivery: Option<scimd::delivery::DeliverySettings>,
 }
 
 impl Default for Options {
@@ -111,6 +115,7 @@ impl Default for Options {
             token_cache_ttl: Duration::from_secs(2),
             max_body_bytes: 1_048_576,
             event_retention: None,
+            delivery: None,
         }
     }
 }
@@ -122,17 +127,34 @@ impl TestServer {
 
     pub async fn start_with(db: Db, options: Options) -> Self {
         let database = TestDatabase::new(db);
-        let pool = db::connect(&database.url, 4).expect("database opens");
+        let mut server = Self::launch(db, &database.url, options).await;
+        server.database = Some(database);
+        server
+    }
+
+    /// Another server on this one's database, as a second scimd process would be.
+    pub async fn sibling(&self, options: Options) -> Self {
+        Self::launch(self.db, &self.url, options).await
+    }
+
+    async fn launch(db: Db, url: &str, options: Options) -> Self {
+        let pool = db::connect(url, 4).expect("database opens");
         db::migrate(&mut pool.get().unwrap()).expect("migrations apply");
         let state = web::Data::new(AppState {
             pool: pool.clone(),
-            backend: db::Manager::new(&database.url).backend(),
+            backend: db::Manager::new(url).backend(),
             public_url: None,
             jwt: JwtVerifier::from_args(&options.jwt).expect("JWT settings are valid"),
             tokens: TokenCache::new(options.token_cache_ttl),
             max_body_bytes: options.max_body_bytes,
             events: Default::default(),
             event_retention: options.event_retention,
+            webhook_urls: scimd::domain::webhooks::UrlPolicy {
+                allow_private: true,
+            },
+            delivery: options
+                .delivery
+                .map(|settings| scimd::delivery::Delivery::start(pool.clone(), settings)),
         });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -144,8 +166,14 @@ impl TestServer {
             base,
             pool,
             handle,
-            database,
+            url: url.to_string(),
+            database: None,
         }
+    }
+
+    /// Stops the server and waits until it has (its webhook deliveries with it).
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
     }
 
     pub fn jwt(&self, scope: &str) -> String {
