@@ -258,11 +258,26 @@ async fn concurrent_writers_never_slip_an_event_behind_the_cursor(#[case] db: Db
             base: tenant_base,
             bearer: Some(token),
         };
+        let group = scim
+            .post(
+                "/Groups",
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                       "displayName": format!("g{worker}")}),
+            )
+            .await;
+        assert_eq!(group.status, 201, "{}", group.text);
+        let group = format!("/Groups/{}", group.body["id"].as_str().unwrap());
+        let membership = |op: &str, id: &str| {
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": op, "path": "members", "value": [{"value": id}]}]})
+        };
         for n in 0..12 {
             let name = format!("w{worker}-{n}@example.test");
             let created = scim.post("/Users", user(&name)).await;
             assert_eq!(created.status, 201, "{}", created.text);
             let id = created.body["id"].as_str().unwrap().to_string();
+            let added = scim.patch(&group, membership("add", &id)).await;
+            assert_eq!(added.status, 204, "{}", added.text);
             let patch = |value: Value| {
                 json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                        "Operations": [{"op": "replace", "value": value}]})
@@ -284,8 +299,17 @@ async fn concurrent_writers_never_slip_an_event_behind_the_cursor(#[case] db: Db
                     200
                 ),
                 2 => assert_eq!(scim.delete(&format!("/Users/{id}")).await.status, 204),
-                _ => {}
+                _ => assert_eq!(
+                    scim.patch(&group, membership("remove", &id)).await.status,
+                    204
+                ),
             }
+        }
+        let renamed = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "value": {"displayName": format!("G{worker} renamed")}}]});
+        assert_eq!(scim.patch(&group, renamed).await.status, 204);
+        if worker == 3 {
+            assert_eq!(scim.delete(&group).await.status, 204);
         }
     }
     let writers: Vec<_> = (0..4)
@@ -355,6 +379,68 @@ async fn concurrent_writers_never_slip_an_event_behind_the_cursor(#[case] db: Db
         replayed.insert(id, state);
     }
     assert_eq!(replayed.len(), 48);
+
+    // Replay the groups: names, memberships, deletions (deleting a user takes it out of every
+    // group, as member.deleted says).
+    let mut groups: BTreeMap<String, (String, String, HashSet<String>)> = BTreeMap::new();
+    for event in &seen {
+        let data = &event["data"];
+        let subject = event["subject_id"].as_str().unwrap().to_string();
+        let ids = |data: &Value| -> Vec<String> {
+            data["member_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| id.as_str().unwrap().to_string())
+                .collect()
+        };
+        match event["type"].as_str().unwrap() {
+            "group.created" => {
+                let organization = event["organization_id"].as_str().unwrap().to_string();
+                let name = data["display_name"].as_str().unwrap().to_string();
+                groups.insert(subject, (organization, name, HashSet::new()));
+            }
+            "group.updated" => {
+                groups.get_mut(&subject).unwrap().1 = data["display_name"].as_str().unwrap().into();
+            }
+            "group.members_added" => groups.get_mut(&subject).unwrap().2.extend(ids(data)),
+            "group.members_removed" => {
+                for id in ids(data) {
+                    groups.get_mut(&subject).unwrap().2.remove(&id);
+                }
+            }
+            "group.deleted" => {
+                groups.remove(&subject);
+            }
+            "member.deleted" => {
+                for (_, _, members) in groups.values_mut() {
+                    members.remove(&subject);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(groups.len(), 3);
+    for (id, (organization, name, members)) in &groups {
+        let tenant = tenants
+            .iter()
+            .find(|t| &t.organization_id == organization)
+            .unwrap();
+        let current = tenant.scim().get(&format!("/Groups/{id}")).await;
+        assert_eq!(current.status, 200, "{}", current.text);
+        assert_eq!(current.body["displayName"], name.as_str());
+        let current_members: HashSet<String> = current.body["members"]
+            .as_array()
+            .map(|members| {
+                members
+                    .iter()
+                    .map(|m| m["value"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(&current_members, members, "{name}");
+        assert_eq!(members.len(), 6, "{name}: 12 added, 3 removed, 3 deleted");
+    }
     for (id, state) in &replayed {
         let tenant = if tenants[0].organization_id
             == seen
