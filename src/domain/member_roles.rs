@@ -245,6 +245,17 @@ pub fn sync_email_domains(
     sync_all(conn, actor, &member_ids)
 }
 
+/// Whether any of the connection's groups grants a role (by id or by displayName): when none
+/// does, membership changes cannot change anyone's roles.
+pub fn connection_maps_groups(conn: &mut DbConn, connection_id: &str) -> Result<bool, Error> {
+    Ok(group_role_assignments::table
+        .filter(group_role_assignments::connection_id.eq(connection_id))
+        .select(group_role_assignments::assignment_id)
+        .first::<String>(conn)
+        .optional()?
+        .is_some())
+}
+
 /// `sync` for each of these members.
 pub fn sync_all(conn: &mut DbConn, actor: &Actor, member_ids: &[String]) -> Result<(), Error> {
     for member_id in member_ids {

@@ -223,7 +223,7 @@ pub fn create(
     let mut change = MembershipChange::default();
     add_members(conn, tenant, &group.group_id, &member_ids, &mut change)?;
     record_membership(conn, actor, &group, &change)?;
-    sync_roles(conn, actor, &change)?;
+    sync_roles(conn, actor, &group.connection_id, &change)?;
     Ok(group)
 }
 
@@ -636,17 +636,27 @@ fn save(
         )?;
     }
     record_membership(conn, actor, &after, &change)?;
-    if lookup_key(after.display_name()) != lookup_key(before.display_name()) {
+    let mapped = member_roles::connection_maps_groups(conn, &after.connection_id)?;
+    if mapped && lookup_key(after.display_name()) != lookup_key(before.display_name()) {
         // Assignments by displayName may now reach this group, or no longer.
         let everyone = members_of(conn, &after.group_id)?;
         member_roles::sync_all(conn, actor, &everyone)?;
     }
-    sync_roles(conn, actor, &change)?;
+    sync_roles(conn, actor, &after.connection_id, &change)?;
     Ok(after)
 }
 
-/// Re-derives the roles of the members a membership change touched.
-fn sync_roles(conn: &mut DbConn, actor: &Actor, change: &MembershipChange) -> Result<(), Error> {
+/// Re-derives the roles of the members a membership change touched: only group roles can
+/// change, so nothing is done for a connection that maps no group to a role.
+fn sync_roles(
+    conn: &mut DbConn,
+    actor: &Actor,
+    connection_id: &str,
+    change: &MembershipChange,
+) -> Result<(), Error> {
+    if !member_roles::connection_maps_groups(conn, connection_id)? {
+        return Ok(());
+    }
     let touched: Vec<String> = change
         .added
         .iter()
@@ -666,7 +676,12 @@ pub fn delete(
 ) -> Result<(), Error> {
     let group = get_for_write(conn, tenant, id)?;
     super::check_version(group.version, expected)?;
-    let former_members = members_of(conn, &group.group_id)?;
+    let mapped = member_roles::connection_maps_groups(conn, &group.connection_id)?;
+    let former_members = if mapped {
+        members_of(conn, &group.group_id)?
+    } else {
+        Vec::new()
+    };
     diesel::delete(scim_groups::table.find(&group.group_id)).execute(conn)?;
     member_roles::sync_all(conn, actor, &former_members)?;
     record(
