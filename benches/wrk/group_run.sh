@@ -12,15 +12,8 @@ url="$base/scim/v2"
 auth="Authorization: Bearer $TOKEN"
 
 echo "seeding $users users"
-PREFIX=growth wrk -t1 -c8 -d"$((users / 1500 + 1))s" -s "$here/create_users.lua" "$base" >/dev/null 2>&1 || true
-cursor=""
-: >"$work/ids"
-while :; do
-    page=$(curl -s "$url/Users?count=1000&attributes=id&cursor=$cursor" -H "$auth")
-    echo "$page" | grep -o '"id":"member-[^"]*"' | cut -d'"' -f4 >>"$work/ids"
-    cursor=$(echo "$page" | sed -n 's/.*"nextCursor":"\([^"]*\)".*/\1/p')
-    [ -n "$cursor" ] || break
-done
+seed_users growth "$((users / 1500 + 1))"
+list_user_ids "$work/ids"
 total=$(wc -l <"$work/ids")
 echo "users: $total"
 export GROUP=$(curl -s "$url/Groups" -H "$auth" -H 'Content-Type: application/scim+json' \

@@ -21,6 +21,7 @@ use crate::scim::filter::Filter;
 use crate::scim::patch::PatchRequest;
 use crate::scim::resource::{etag, parse_selectors, project, Selector};
 use crate::scim::schema::{ResourceType, GROUP_RESOURCE, USER_RESOURCE};
+use crate::scim::sort::Sort;
 use crate::scim::ListResponse;
 use crate::AppState;
 
@@ -148,6 +149,7 @@ struct ListQuery {
     filter: Option<Filter>,
     window: Window,
     projection: Projection,
+    sort: Option<Sort>,
 }
 
 type QueryPairs = web::Query<Vec<(String, String)>>;
@@ -222,6 +224,7 @@ fn list_query(pairs: &[(String, String)]) -> Result<ListQuery, Error> {
             }
         },
         projection: projection(pairs),
+        sort: Sort::parse(param(pairs, "sortBy"), param(pairs, "sortOrder"))?,
     })
 }
 
@@ -412,10 +415,17 @@ async fn user_page(
 ) -> Result<(PageOf, Vec<Value>), Error> {
     let base = base_url(state, req);
     let list_base = base.clone();
-    let (filter, window) = (query.filter, query.window);
+    let (filter, window, sort) = (query.filter, query.window, query.sort);
     let (listed, mut groups) = with_db(state, move |conn| {
         db::read(conn, |tx| {
-            let listed = scim_users::list(tx, &tenant.0, &list_base, filter.as_ref(), &window)?;
+            let listed = scim_users::list(
+                tx,
+                &tenant.0,
+                &list_base,
+                filter.as_ref(),
+                &window,
+                sort.as_ref(),
+            )?;
             let groups = scim_users::groups_of(tx, &listed.items)?;
             Ok((listed, groups))
         })
@@ -598,10 +608,17 @@ async fn group_page(
     let base = base_url(state, req);
     let list_base = base.clone();
     let load_members = query.projection.shows("members");
-    let (filter, window) = (query.filter, query.window);
+    let (filter, window, sort) = (query.filter, query.window, query.sort);
     let (listed, groups) = with_db(state, move |conn| {
         db::read(conn, |tx| {
-            let listed = scim_groups::list(tx, &tenant.0, &list_base, filter.as_ref(), &window)?;
+            let listed = scim_groups::list(
+                tx,
+                &tenant.0,
+                &list_base,
+                filter.as_ref(),
+                &window,
+                sort.as_ref(),
+            )?;
             let next = listed.next.clone();
             let groups = listed
                 .items

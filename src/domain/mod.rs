@@ -260,6 +260,161 @@ pub fn page_after<T>(
     Ok(Listed { total, items, next })
 }
 
+/// The most resources a sort evaluated in Rust (an attribute without a column, or a filtered
+/// list) considers; more is `tooMany`. Sorts by a column of an unfiltered list are done by
+/// the database, at any size.
+pub const MAX_SORTED: usize = 20_000;
+
+/// The page of a sorted list that `window` asks for (index paging only): every match is read
+/// in creation order, then sorted by `key`, ties keeping creation order.
+pub fn sorted_window<T>(
+    conn: &mut crate::db::DbConn,
+    window: &Window,
+    sort: &crate::scim::sort::Sort,
+    mut fetch: impl FnMut(
+        &mut crate::db::DbConn,
+        Option<&Position>,
+    ) -> Result<Vec<T>, crate::error::Error>,
+    position: impl Fn(&T) -> Position,
+    mut matches: impl FnMut(&mut crate::db::DbConn, &T) -> Result<bool, crate::error::Error>,
+    mut key: impl FnMut(
+        &mut crate::db::DbConn,
+        &T,
+    ) -> Result<crate::scim::sort::SortKey, crate::error::Error>,
+) -> Result<Listed<T>, crate::error::Error> {
+    use crate::error::{Error, ScimType};
+    let Window::Index { start_index, count } = window else {
+        return Err(unsorted_cursor());
+    };
+    let mut rows = Vec::new();
+    scan_in_order(conn, None, &mut fetch, &position, |conn, row| {
+        if matches(conn, &row)? {
+            if rows.len() == MAX_SORTED {
+                return Err(Error::scim(
+                    ScimType::TooMany,
+                    format!(
+                        "sorting by {} considers at most {MAX_SORTED} resources here: narrow the \
+                         filter, or sort an unfiltered list by id, userName (displayName for \
+                         groups), externalId, meta.created or meta.lastModified",
+                        sort.path
+                    ),
+                ));
+            }
+            let key = key(conn, &row)?;
+            rows.push((key, row));
+        }
+        Ok(Flow::Continue)
+    })?;
+    rows.sort_by(|a, b| a.0.compare(&b.0, sort));
+    let total = rows.len() as u64;
+    let items = rows
+        .into_iter()
+        .skip(start_index.saturating_sub(1) as usize)
+        .take(*count as usize)
+        .map(|(_, row)| row)
+        .collect();
+    Ok(Listed {
+        total,
+        items,
+        next: None,
+    })
+}
+
+/// The page `window` asks for of a collection (Users or Groups): unfiltered and unsorted, or
+/// sorted by a column, by the database (`count_all` and `offset_page`, which answers `None`
+/// for a sort it cannot do); otherwise by scanning in creation order (`fetch`), keeping what
+/// `filter` matches and sorting in memory when asked. `render` gives the resource a filter or
+/// a sort looks at.
+#[allow(clippy::too_many_arguments)]
+pub fn list_window<T>(
+    conn: &mut crate::db::DbConn,
+    window: &Window,
+    filter: Option<&crate::scim::filter::Filter>,
+    sort: Option<&crate::scim::sort::Sort>,
+    rules: &dyn crate::scim::filter::AttributeRules,
+    count_all: impl Fn(&mut crate::db::DbConn) -> Result<u64, crate::error::Error>,
+    offset_page: impl Fn(
+        &mut crate::db::DbConn,
+        Option<&crate::scim::sort::Sort>,
+        u64,
+        u64,
+    ) -> Result<Option<Vec<T>>, crate::error::Error>,
+    fetch: impl FnMut(&mut crate::db::DbConn, Option<&Position>) -> Result<Vec<T>, crate::error::Error>,
+    position: impl Fn(&T) -> Position,
+    render: impl Fn(&mut crate::db::DbConn, &T) -> Result<serde_json::Value, crate::error::Error>,
+) -> Result<Listed<T>, crate::error::Error> {
+    if filter.is_none() {
+        match (sort, window) {
+            (None, _) => {
+                let total = count_all(conn)?;
+                return unfiltered_window(
+                    conn,
+                    window,
+                    total,
+                    fetch,
+                    position,
+                    |conn, skip, count| {
+                        Ok(offset_page(conn, None, skip, count)?.unwrap_or_default())
+                    },
+                );
+            }
+            (Some(_), Window::After { .. }) => return Err(unsorted_cursor()),
+            (Some(sort), Window::Index { start_index, count }) => {
+                let skip = start_index.saturating_sub(1);
+                if let Some(items) = offset_page(conn, Some(sort), skip, *count)? {
+                    return Ok(Listed {
+                        total: count_all(conn)?,
+                        items,
+                        next: None,
+                    });
+                }
+            }
+        }
+    }
+    let matches = |conn: &mut crate::db::DbConn, item: &T| match filter {
+        Some(filter) => Ok(filter.matches(&render(conn, item)?, rules)),
+        None => Ok(true),
+    };
+    match sort {
+        Some(sort) => sorted_window(
+            conn,
+            window,
+            sort,
+            fetch,
+            position,
+            matches,
+            |conn, item| {
+                Ok(crate::scim::sort::SortKey::of(
+                    &render(conn, item)?,
+                    sort,
+                    rules,
+                ))
+            },
+        ),
+        None => scan_window(conn, window, fetch, position, matches),
+    }
+}
+
+/// Sorting and cursors do not mix: a cursor is a place in creation order.
+pub fn unsorted_cursor() -> crate::error::Error {
+    crate::error::Error::scim(
+        crate::error::ScimType::InvalidValue,
+        "sortBy works with startIndex paging; cursor paging follows creation order",
+    )
+}
+
+/// Orders a boxed query by `key` the way `descending` says, then by the ties, ascending.
+#[macro_export]
+macro_rules! order_by {
+    ($query:expr, $descending:expr, $key:expr, $($tie:expr),+) => {
+        if $descending {
+            $query.order(($key.desc(), $($tie.asc()),+))
+        } else {
+            $query.order(($key.asc(), $($tie.asc()),+))
+        }
+    };
+}
+
 /// A cursor is the position of the last item of a page, opaque to clients.
 pub fn encode_cursor((created_at, id): &Position) -> String {
     use base64::Engine;

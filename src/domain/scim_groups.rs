@@ -13,9 +13,7 @@ use super::events::{self, previous_values, Event};
 use super::member_roles;
 use super::members::{lookup_key, MemberStatus};
 use super::scim_users::check_indexed_length;
-use super::{
-    new_id, now, scan_window, unfiltered_window, Actor, Listed, Position, Window, SCAN_BATCH,
-};
+use super::{list_window, new_id, now, Actor, Listed, Position, Window, SCAN_BATCH};
 use crate::db::schema::{group_members, members, scim_groups};
 use crate::db::DbConn;
 use crate::error::{Error, ScimType};
@@ -26,6 +24,7 @@ use crate::scim::resource::{
     self, check_required, normalize_value, Attributes, Meta, ResourceRules,
 };
 use crate::scim::schema::GROUP_RESOURCE;
+use crate::scim::sort::Sort;
 
 /// Member ids looked up or written per statement.
 const ID_BATCH: usize = 500;
@@ -792,6 +791,7 @@ pub fn list(
     base_url: &str,
     filter: Option<&Filter>,
     window: &Window,
+    sort: Option<&Sort>,
 ) -> Result<Listed<Group>, Error> {
     let connection_groups = || {
         scim_groups::table
@@ -844,29 +844,92 @@ pub fn list(
             .collect()
     };
     let position = |group: &Group| (group.created_at, group.group_id.clone());
-    let Some(filter) = filter else {
-        let total = connection_groups().count().get_result::<i64>(conn)? as u64;
-        return unfiltered_window(conn, window, total, fetch, position, |conn, skip, count| {
-            connection_groups()
-                .order((scim_groups::created_at.asc(), scim_groups::group_id.asc()))
-                .offset(skip as i64)
-                .limit(count as i64)
-                .select(GroupRow::as_select())
-                .load(conn)?
-                .into_iter()
-                .map(GroupRow::into_group)
-                .collect()
-        });
-    };
-    let needs_members = mentions(filter, "members");
-    let rules = ResourceRules(&GROUP_RESOURCE);
-    let matches = |conn: &mut DbConn, group: &Group| -> Result<bool, Error> {
-        let members = if needs_members {
-            Some(members_of(conn, &group.group_id)?)
+    let needs_members = filter.is_some_and(|filter| mentions(filter, "members"))
+        || sort.is_some_and(|sort| sort.path.is("members"));
+    list_window(
+        conn,
+        window,
+        filter,
+        sort,
+        &ResourceRules(&GROUP_RESOURCE),
+        |conn| Ok(connection_groups().count().get_result::<i64>(conn)? as u64),
+        |conn, sort, skip, count| {
+            let ordered = match sort {
+                None => Some(
+                    connection_groups()
+                        .order((scim_groups::created_at.asc(), scim_groups::group_id.asc())),
+                ),
+                Some(sort) => order_groups(connection_groups(), sort),
+            };
+            ordered
+                .map(|query| page_of(conn, query, skip, count))
+                .transpose()
+        },
+        fetch,
+        position,
+        |conn, group| {
+            let members = if needs_members {
+                Some(members_of(conn, &group.group_id)?)
+            } else {
+                None
+            };
+            Ok(render(group, members.as_deref(), base_url))
+        },
+    )
+}
+
+/// `count` groups of `query` (ordered) after skipping `skip`.
+fn page_of(
+    conn: &mut DbConn,
+    query: scim_groups::BoxedQuery<'_, <DbConn as diesel::Connection>::Backend>,
+    skip: u64,
+    count: u64,
+) -> Result<Vec<Group>, Error> {
+    query
+        .offset(skip as i64)
+        .limit(count as i64)
+        .select(GroupRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(GroupRow::into_group)
+        .collect()
+}
+
+/// The groups ordered by a sort the database can do (an attribute with a column), ties in
+/// creation order; `None` for any other attribute.
+fn order_groups<'a>(
+    query: scim_groups::BoxedQuery<'a, <DbConn as diesel::Connection>::Backend>,
+    sort: &Sort,
+) -> Option<scim_groups::BoxedQuery<'a, <DbConn as diesel::Connection>::Backend>> {
+    use scim_groups as g;
+    let d = sort.descending;
+    Some(if sort.is("displayName", None) {
+        crate::order_by!(query, d, g::display_name_key, g::created_at, g::group_id)
+    } else if sort.is("id", None) {
+        crate::order_by!(query, d, g::group_id, g::created_at)
+    } else if sort.is("externalId", None) {
+        // Unassigned last when ascending, first when descending.
+        let (unassigned, key) = (g::external_id.is_null(), g::external_id);
+        if d {
+            query.order((
+                unassigned.desc(),
+                key.desc(),
+                g::created_at.asc(),
+                g::group_id.asc(),
+            ))
         } else {
-            None
-        };
-        Ok(filter.matches(&render(group, members.as_deref(), base_url), &rules))
-    };
-    scan_window(conn, window, fetch, position, matches)
+            query.order((
+                unassigned.asc(),
+                key.asc(),
+                g::created_at.asc(),
+                g::group_id.asc(),
+            ))
+        }
+    } else if sort.is("meta", Some("created")) {
+        crate::order_by!(query, d, g::created_at, g::group_id)
+    } else if sort.is("meta", Some("lastModified")) {
+        crate::order_by!(query, d, g::updated_at, g::created_at, g::group_id)
+    } else {
+        return None;
+    })
 }

@@ -10,9 +10,7 @@ use super::connections::Tenant;
 use super::member_roles;
 use super::members::{self, lookup_key, Member, MemberRow, MemberStatus, ScimRegistration};
 use super::scim_groups;
-use super::{
-    new_id, now, scan_window, unfiltered_window, Actor, Listed, Position, Window, SCAN_BATCH,
-};
+use super::{list_window, new_id, now, Actor, Listed, Position, Window, SCAN_BATCH};
 use crate::db::schema::members as members_table;
 use crate::db::DbConn;
 use crate::error::{Error, ScimType};
@@ -21,6 +19,7 @@ use crate::scim::list::{mentions, required_equality};
 use crate::scim::patch::{self, PatchRequest};
 use crate::scim::resource::{self, check_required, Attributes, Meta, ResourceRules};
 use crate::scim::schema::USER_RESOURCE;
+use crate::scim::sort::Sort;
 
 /// A group a user belongs to: (group id, displayName).
 pub type UserGroup = (String, String);
@@ -455,7 +454,7 @@ pub fn delete(
 }
 
 /// The page `window` asks for of the connection's users that match `filter`, in creation
-/// order, with how many match in all. Equality on `id`, `userName` and `externalId` is
+/// order or as `sort` says, with how many match in all. Equality on `id`, `userName` and `externalId` is
 /// answered from an index; anything else is evaluated on the connection's users in batches.
 pub fn list(
     conn: &mut DbConn,
@@ -463,6 +462,7 @@ pub fn list(
     base_url: &str,
     filter: Option<&Filter>,
     window: &Window,
+    sort: Option<&Sort>,
 ) -> Result<Listed<Member>, Error> {
     let indexed = filter.and_then(|filter| required_equality(filter, INDEXED));
     let fetch = |conn: &mut DbConn, after: Option<&Position>| -> Result<Vec<Member>, Error> {
@@ -502,37 +502,97 @@ pub fn list(
             .collect()
     };
     let position = |member: &Member| (member.created_at, member.member_id.clone());
-    let Some(filter) = filter else {
-        let total = live_users(tenant).count().get_result::<i64>(conn)? as u64;
-        return unfiltered_window(conn, window, total, fetch, position, |conn, skip, count| {
-            live_users(tenant)
-                .order((
+    let needs_groups = filter.is_some_and(|filter| mentions(filter, "groups"))
+        || sort.is_some_and(|sort| sort.path.is("groups"));
+    list_window(
+        conn,
+        window,
+        filter,
+        sort,
+        &ResourceRules(&USER_RESOURCE),
+        |conn| Ok(live_users(tenant).count().get_result::<i64>(conn)? as u64),
+        |conn, sort, skip, count| {
+            let ordered = match sort {
+                None => Some(live_users(tenant).order((
                     members_table::created_at.asc(),
                     members_table::member_id.asc(),
-                ))
-                .offset(skip as i64)
-                .limit(count as i64)
-                .select(MemberRow::as_select())
-                .load(conn)?
-                .into_iter()
-                .map(MemberRow::into_member)
-                .collect()
-        });
-    };
-    let filter_groups = mentions(filter, "groups");
-    let rules = ResourceRules(&USER_RESOURCE);
-    let matches = |conn: &mut DbConn, member: &Member| -> Result<bool, Error> {
-        // A user's groups are read only when the filter looks at them.
-        let groups = if filter_groups {
-            groups_of(conn, std::slice::from_ref(member))?
-                .remove(&member.member_id)
-                .unwrap_or_default()
+                ))),
+                Some(sort) => order_users(live_users(tenant), sort),
+            };
+            ordered
+                .map(|query| page_of(conn, query, skip, count))
+                .transpose()
+        },
+        fetch,
+        position,
+        |conn, member| {
+            // A user's groups are read only when the filter or the sort looks at them.
+            let groups = if needs_groups {
+                groups_of(conn, std::slice::from_ref(member))?
+                    .remove(&member.member_id)
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            Ok(render(member, &groups, base_url))
+        },
+    )
+}
+
+/// `count` users of `query` (ordered) after skipping `skip`.
+fn page_of(
+    conn: &mut DbConn,
+    query: members_table::BoxedQuery<'_, <DbConn as diesel::Connection>::Backend>,
+    skip: u64,
+    count: u64,
+) -> Result<Vec<Member>, Error> {
+    query
+        .offset(skip as i64)
+        .limit(count as i64)
+        .select(MemberRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(MemberRow::into_member)
+        .collect()
+}
+
+/// The users ordered by a sort the database can do (an attribute with a column), ties in
+/// creation order; `None` for any other attribute.
+fn order_users<'a>(
+    query: members_table::BoxedQuery<'a, <DbConn as diesel::Connection>::Backend>,
+    sort: &Sort,
+) -> Option<members_table::BoxedQuery<'a, <DbConn as diesel::Connection>::Backend>> {
+    use members_table as m;
+    let d = sort.descending;
+    Some(if sort.is("userName", None) {
+        crate::order_by!(query, d, m::scim_user_name_key, m::created_at, m::member_id)
+    } else if sort.is("id", None) {
+        crate::order_by!(query, d, m::member_id, m::created_at)
+    } else if sort.is("externalId", None) {
+        // Unassigned last when ascending, first when descending.
+        let (unassigned, key) = (m::scim_external_id.is_null(), m::scim_external_id);
+        if d {
+            query.order((
+                unassigned.desc(),
+                key.desc(),
+                m::created_at.asc(),
+                m::member_id.asc(),
+            ))
         } else {
-            Vec::new()
-        };
-        Ok(filter.matches(&render(member, &groups, base_url), &rules))
-    };
-    scan_window(conn, window, fetch, position, matches)
+            query.order((
+                unassigned.asc(),
+                key.asc(),
+                m::created_at.asc(),
+                m::member_id.asc(),
+            ))
+        }
+    } else if sort.is("meta", Some("created")) {
+        crate::order_by!(query, d, m::created_at, m::member_id)
+    } else if sort.is("meta", Some("lastModified")) {
+        crate::order_by!(query, d, m::updated_at, m::created_at, m::member_id)
+    } else {
+        return None;
+    })
 }
 
 /// The attributes whose equality an index answers.

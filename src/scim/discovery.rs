@@ -27,7 +27,9 @@ pub fn service_provider_config(base: &str, default_page_size: u64, max_page_size
         "filter": {"supported": true, "maxResults": max_page_size},
         // The password is accepted and dropped, never stored: nothing to change.
         "changePassword": {"supported": false},
-        "sort": {"supported": false},
+        // Any attribute; by the database for id, userName/displayName, externalId and meta
+        // dates of an unfiltered list, otherwise over at most 20,000 matches (domain::MAX_SORTED).
+        "sort": {"supported": true},
         "etag": {"supported": true},
         // RFC 9865. Cursors are positions in creation order: they never expire, and a page
         // costs the same at the end of a million users as at the start.

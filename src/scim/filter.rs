@@ -53,6 +53,17 @@ pub struct AttrPath {
 }
 
 impl AttrPath {
+    /// Parses a bare attribute path (`sortBy`), answering `invalidPath` with the 1-based
+    /// character where it went wrong.
+    pub fn parse(input: &str) -> Result<AttrPath, Error> {
+        parse_whole(
+            input.trim(),
+            Subject::Path,
+            Separators::Whitespace,
+            attr_path,
+        )
+    }
+
     /// Whether this path's attribute is `name`, ignoring case and any URN.
     pub fn is(&self, name: &str) -> bool {
         self.name.eq_ignore_ascii_case(name)
@@ -1123,6 +1134,29 @@ fn values_at<'v>(node: &'v Value, path: &AttrPath) -> Vec<&'v Value> {
             .filter_map(|element| member(element, sub))
             .flat_map(elements)
             .collect(),
+    }
+}
+
+/// The value a resource sorts by (RFC 7644 §3.4.2.3): the attribute's value; of a
+/// multi-valued attribute, the primary element's (else the first's); of a complex value, its
+/// `value` sub-attribute. `None` when unassigned.
+pub fn sort_value<'v>(resource: &'v Value, path: &AttrPath) -> Option<&'v Value> {
+    let attribute = attribute(resource, path)?;
+    let element = match attribute {
+        Value::Array(items) => items
+            .iter()
+            .find(|item| member(item, "primary") == Some(&Value::Bool(true)))
+            .or_else(|| items.first())?,
+        single => single,
+    };
+    let value = match &path.sub {
+        Some(sub) => member(element, sub)?,
+        None => element,
+    };
+    match value {
+        Value::Object(_) => member(value, "value").filter(|v| is_present(v)),
+        other if is_present(other) => Some(other),
+        _ => None,
     }
 }
 

@@ -47,3 +47,4 @@ pub mod list;
 pub mod patch;
 pub mod resource;
 pub mod schema;
+pub mod sort;
