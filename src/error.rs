@@ -219,12 +219,23 @@ impl Error {
         }
         response
             .content_type(SCIM_CONTENT_TYPE)
-            .json(ScimErrorBody {
-                schemas: [SCIM_ERROR_URN],
-                status: status.as_u16().to_string(),
-                scim_type: self.scim_type().map(ScimType::as_str),
-                detail: self.to_string(),
-            })
+            .json(self.scim_body())
+    }
+
+    /// The SCIM Error document alone, as a bulk operation's `response` carries it.
+    pub fn scim_body(&self) -> serde_json::Value {
+        serde_json::to_value(ScimErrorBody {
+            schemas: [SCIM_ERROR_URN],
+            status: self.status_code().as_u16().to_string(),
+            scim_type: self.scim_type().map(ScimType::as_str),
+            detail: self.to_string(),
+        })
+        .expect("errors serialize")
+    }
+
+    /// Logs what the caller is not shown (internal and unavailable causes).
+    pub fn log_cause(&self) {
+        self.log();
     }
 
     fn log(&self) {

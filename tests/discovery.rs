@@ -20,7 +20,9 @@ async fn discovery_describes_what_the_server_does(#[case] db: Db) {
     assert_eq!(config.header("content-type"), Some("application/scim+json"));
     assert_eq!(config.body["patch"]["supported"], true);
     assert_eq!(config.body["etag"]["supported"], true);
-    assert_eq!(config.body["bulk"]["supported"], false);
+    assert_eq!(config.body["bulk"]["supported"], true);
+    assert_eq!(config.body["bulk"]["maxOperations"], 1000);
+    assert_eq!(config.body["bulk"]["maxPayloadSize"], 1_048_576);
     assert_eq!(config.body["filter"]["maxResults"], 1000);
     assert_eq!(
         config.body["authenticationSchemes"][0]["type"],
@@ -62,7 +64,8 @@ async fn discovery_describes_what_the_server_does(#[case] db: Db) {
         ("POST", "/Schemas", 405),
         ("PUT", "/ServiceProviderConfig", 405),
         ("GET", "/Me", 501),
-        ("POST", "/Bulk", 501),
+        ("GET", "/Bulk", 405),
+        ("POST", "/Bulk", 400),
     ] {
         let response = idp.send(method, path, Some(b"{}".to_vec()), &[]).await;
         assert_eq!(

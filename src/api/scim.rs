@@ -1,12 +1,13 @@
 //! `/scim/v2`: the IdP-facing surface, authenticated by the connection's bearer token.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::auth::ScimTenant;
 use super::{base_url, body_bytes, with_db};
@@ -16,6 +17,7 @@ use crate::domain::scim_groups::{self, Group};
 use crate::domain::scim_users::{self, UserGroup};
 use crate::domain::{decode_cursor, encode_cursor, Position, Window};
 use crate::error::{Error, ScimType, SCIM_CONTENT_TYPE};
+use crate::scim::bulk;
 use crate::scim::discovery;
 use crate::scim::filter::Filter;
 use crate::scim::patch::PatchRequest;
@@ -75,7 +77,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource(["/Schemas", "/Schemas/"]).get(list_schemas))
             .service(web::resource(["/Schemas/{urn}", "/Schemas/{urn}/"]).get(get_schema))
             .service(web::resource(["/Me", "/Me/{rest:.*}"]).to(me))
-            .service(web::resource(["/Bulk", "/Bulk/"]).to(bulk))
+            .service(web::resource(["/Bulk", "/Bulk/"]).post(bulk))
             .default_service(web::to(authenticated_not_found)),
     );
 }
@@ -911,6 +913,8 @@ async fn service_provider_config(
         &scim_base(&state, &req),
         DEFAULT_PAGE_SIZE,
         MAX_PAGE_SIZE,
+        MAX_BULK_OPERATIONS,
+        state.max_body_bytes,
     );
     scim_response(HttpResponse::Ok(), &body)
 }
@@ -989,12 +993,163 @@ async fn me(_tenant: ScimTenant) -> Result<HttpResponse, Error> {
     ))
 }
 
-/// RFC 7644 §3.7: a server without bulk support answers 501 (ServiceProviderConfig says
-/// `bulk.supported: false`).
-async fn bulk(_tenant: ScimTenant) -> Result<HttpResponse, Error> {
-    Err(Error::NotImplemented(
-        "Bulk is not supported yet: send each operation on its own (ServiceProviderConfig: bulk.supported false)".into(),
-    ))
+/// The most operations one bulk request may carry (ServiceProviderConfig
+/// `bulk.maxOperations`).
+const MAX_BULK_OPERATIONS: usize = 1000;
+
+/// `POST /Bulk` (RFC 7644 §3.7): each operation runs in its own transaction, as the single
+/// request would, in the order sent except that an operation waits for the POSTs whose
+/// bulkIds it references. `failOnErrors` stops after that many failures; the response lists
+/// what ran, in request order.
+async fn bulk(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    tenant: ScimTenant,
+    body: ScimJson,
+) -> Result<HttpResponse, Error> {
+    let request = bulk::parse(&body.0, MAX_BULK_OPERATIONS)?;
+    let base = base_url(&state, &req);
+    let mut created: HashMap<String, String> = HashMap::new();
+    let mut results = Vec::with_capacity(request.operations.len());
+    let mut errors = 0u64;
+    for n in bulk::order(&request) {
+        if request.fail_on_errors.is_some_and(|limit| errors >= limit) {
+            break;
+        }
+        let operation = &request.operations[n];
+        let missing = bulk::references(operation)
+            .into_iter()
+            .find(|bulk_id| !created.contains_key(bulk_id));
+        let outcome = match missing {
+            Some(bulk_id) => Err(Error::scim(
+                ScimType::InvalidValue,
+                format!(
+                    "bulkId:{bulk_id} names no POST of this request that succeeded before this \
+                     operation"
+                ),
+            )),
+            None => {
+                let resolved = bulk::resolve(operation, &created);
+                run_bulk_operation(&state, &tenant, &base, resolved).await
+            }
+        };
+        let result = match outcome {
+            Ok(done) => {
+                if let (bulk::Method::Post, Some(bulk_id)) = (operation.method, &operation.bulk_id)
+                {
+                    created.insert(bulk_id.clone(), done.id);
+                }
+                bulk::OperationResult {
+                    method: operation.method.as_str(),
+                    bulk_id: operation.bulk_id.clone(),
+                    version: done.version.map(etag),
+                    location: done.location,
+                    status: done.status.to_string(),
+                    response: None,
+                }
+            }
+            Err(error) => {
+                errors += 1;
+                error.log_cause();
+                bulk::OperationResult {
+                    method: operation.method.as_str(),
+                    bulk_id: operation.bulk_id.clone(),
+                    version: None,
+                    location: None,
+                    status: actix_web::ResponseError::status_code(&error)
+                        .as_u16()
+                        .to_string(),
+                    response: Some(error.scim_body()),
+                }
+            }
+        };
+        results.push((n, result));
+    }
+    results.sort_by_key(|(n, _)| *n);
+    let operations: Vec<bulk::OperationResult> =
+        results.into_iter().map(|(_, result)| result).collect();
+    let body = json!({ "schemas": [bulk::BULK_RESPONSE_URN], "Operations": operations });
+    Ok(scim_response(HttpResponse::Ok(), &body))
+}
+
+/// What a bulk operation did: the resource, its new version, and the status a single request
+/// would have answered.
+struct BulkDone {
+    id: String,
+    version: Option<i64>,
+    location: Option<String>,
+    status: u16,
+}
+
+async fn run_bulk_operation(
+    state: &AppState,
+    tenant: &ScimTenant,
+    base: &str,
+    operation: bulk::Operation,
+) -> Result<BulkDone, Error> {
+    use bulk::{Collection as Kind, Method};
+    // `version` is an If-Match: a tag that is not ours never matches.
+    let expected: Option<Vec<i64>> = operation
+        .version
+        .as_deref()
+        .map(|tag| parse_etag(tag).into_iter().collect());
+    let (tenant_of, actor) = (tenant.0.clone(), tenant.actor());
+    let kind = operation.collection;
+    let (id, version, status) = with_db(state, move |conn| {
+        db::write(conn, |tx| {
+            let t = &tenant_of;
+            let id = operation.id.clone().unwrap_or_default();
+            let expected = expected.as_deref();
+            let data = &operation.data;
+            Ok(match (kind, operation.method) {
+                (Kind::Users, Method::Post) => {
+                    let member = scim_users::create(tx, t, &actor, data)?;
+                    (member.member_id, Some(member.version), 201)
+                }
+                (Kind::Users, Method::Put) => {
+                    let member = scim_users::replace(tx, t, &actor, &id, expected, data)?;
+                    (member.member_id, Some(member.version), 200)
+                }
+                (Kind::Users, Method::Patch) => {
+                    let request = PatchRequest::parse(data)?;
+                    let member = scim_users::patch(tx, t, &actor, &id, expected, &request)?;
+                    (member.member_id, Some(member.version), 200)
+                }
+                (Kind::Users, Method::Delete) => {
+                    scim_users::delete(tx, t, &actor, &id, expected)?;
+                    (id, None, 204)
+                }
+                (Kind::Groups, Method::Post) => {
+                    let group = scim_groups::create(tx, t, &actor, data)?;
+                    (group.group_id, Some(group.version), 201)
+                }
+                (Kind::Groups, Method::Put) => {
+                    let group = scim_groups::replace(tx, t, &actor, &id, expected, data)?;
+                    (group.group_id, Some(group.version), 200)
+                }
+                (Kind::Groups, Method::Patch) => {
+                    let request = PatchRequest::parse(data)?;
+                    let group = scim_groups::patch(tx, t, &actor, &id, expected, &request)?;
+                    (group.group_id, Some(group.version), 200)
+                }
+                (Kind::Groups, Method::Delete) => {
+                    scim_groups::delete(tx, t, &actor, &id, expected)?;
+                    (id, None, 204)
+                }
+            })
+        })
+    })
+    .await?;
+    let location = (status != 204).then(|| match kind {
+        Kind::Users => scim_users::location(base, &id),
+        Kind::Groups => scim_groups::location(base, &id),
+    });
+    Ok(BulkDone {
+        id,
+        version,
+        location,
+        status,
+    })
 }
 
 /// Unknown paths answer 404 — after authentication, so that the surface is not mapped

@@ -19,11 +19,23 @@ pub const RESOURCE_TYPES: &[&ResourceType] = &[&USER_RESOURCE, &GROUP_RESOURCE];
 
 /// What the server supports, as RFC 7643 §5 describes it. `maxResults` and the page sizes are
 /// the list limits the endpoints enforce.
-pub fn service_provider_config(base: &str, default_page_size: u64, max_page_size: u64) -> Value {
+pub fn service_provider_config(
+    base: &str,
+    default_page_size: u64,
+    max_page_size: u64,
+    max_bulk_operations: usize,
+    max_payload_bytes: usize,
+) -> Value {
     json!({
         "schemas": [SERVICE_PROVIDER_CONFIG_URN],
         "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        // Each operation runs in its own transaction, in request order except that an
+        // operation waits for the POSTs whose bulkIds it names.
+        "bulk": {
+            "supported": true,
+            "maxOperations": max_bulk_operations,
+            "maxPayloadSize": max_payload_bytes,
+        },
         "filter": {"supported": true, "maxResults": max_page_size},
         // The password is accepted and dropped, never stored: nothing to change.
         "changePassword": {"supported": false},

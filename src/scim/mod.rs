@@ -41,6 +41,7 @@ impl ListResponse {
     }
 }
 
+pub mod bulk;
 pub mod discovery;
 pub mod filter;
 pub mod list;
