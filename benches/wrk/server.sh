@@ -6,7 +6,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 work=$(mktemp -d)
 export DATABASE_URL=${DATABASE_URL:-$work/scimd.db}
 export SCIMD_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-scimd="$root/target/release/scimd"
+scimd=${SCIMD:-$root/target/release/scimd}
 [ -x "$scimd" ] || (cd "$root" && cargo build --release)
 "$scimd" org create --name Bench --slug "bench-$$" >/dev/null 2>&1
 export TOKEN=$("$scimd" connection create --org "bench-$$" --idp microsoft-entra 2>/dev/null |

@@ -224,3 +224,18 @@ where
     let outcome = query(conn);
     finish(conn, outcome)
 }
+
+diesel::define_sql_function! {
+    /// SQL `lower`. PostgreSQL folds all of Unicode, SQLite only ASCII: compare it with
+    /// ASCII text, or accept the difference.
+    fn lower(text: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// A LIKE pattern (with `\` as its escape) matching text that contains `text` literally.
+pub fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}

@@ -14,11 +14,12 @@ use super::member_roles;
 use super::members::{lookup_key, MemberStatus};
 use super::scim_users::check_indexed_length;
 use super::{list_window, new_id, now, Actor, Listed, Position, Window, SCAN_BATCH};
+use crate::db::lower;
 use crate::db::schema::{group_members, members, scim_groups};
 use crate::db::DbConn;
 use crate::error::{Error, ScimType};
 use crate::scim::filter::{CompareOp, Filter, Literal, PatchPath};
-use crate::scim::list::{mentions, required_equality};
+use crate::scim::list::{mentions, narrowings, required_equality, Bound, Narrowing};
 use crate::scim::patch::{self, Op, Operation, PatchRequest};
 use crate::scim::resource::{
     self, check_required, normalize_value, Attributes, Meta, ResourceRules,
@@ -805,6 +806,9 @@ pub fn list(
         ("members", Some("value")),
     ];
     let indexed = filter.and_then(|filter| required_equality(filter, INDEXED));
+    let narrowed = filter.map_or_else(Vec::new, |filter| {
+        narrowings(filter, &["id", "meta", "members", "schemas"])
+    });
     let fetch = |conn: &mut DbConn, after: Option<&Position>| -> Result<Vec<Group>, Error> {
         let mut query = connection_groups()
             .order((scim_groups::created_at.asc(), scim_groups::group_id.asc()))
@@ -827,6 +831,25 @@ pub fn list(
             ),
             _ => query,
         };
+        // What SQL can rule out before the filter runs here (scim::list::Narrowing).
+        for narrowing in &narrowed {
+            use scim_groups as g;
+            query = match narrowing {
+                Narrowing::Contains(text) => query.filter(
+                    lower(g::attributes)
+                        .like(crate::db::contains_pattern(text))
+                        .escape('\\'),
+                ),
+                // Groups have no `active`: such a filter matches none, in Rust.
+                Narrowing::Active(_) => query,
+                Narrowing::Meta { created, bound, at } => match (created, bound) {
+                    (true, Bound::AtOrAfter) => query.filter(g::created_at.ge(*at)),
+                    (true, Bound::AtOrBefore) => query.filter(g::created_at.le(*at)),
+                    (false, Bound::AtOrAfter) => query.filter(g::updated_at.ge(*at)),
+                    (false, Bound::AtOrBefore) => query.filter(g::updated_at.le(*at)),
+                },
+            };
+        }
         if let Some((created_at, group_id)) = after {
             // Index-friendly keyset condition (see scim_users::list).
             query = query.filter(

@@ -11,11 +11,12 @@ use super::member_roles;
 use super::members::{self, lookup_key, Member, MemberRow, MemberStatus, ScimRegistration};
 use super::scim_groups;
 use super::{list_window, new_id, now, Actor, Listed, Position, Window, SCAN_BATCH};
+use crate::db::lower;
 use crate::db::schema::members as members_table;
 use crate::db::DbConn;
 use crate::error::{Error, ScimType};
 use crate::scim::filter::Filter;
-use crate::scim::list::{mentions, required_equality};
+use crate::scim::list::{mentions, narrowings, required_equality, Bound, Narrowing};
 use crate::scim::patch::{self, PatchRequest};
 use crate::scim::resource::{self, check_required, Attributes, Meta, ResourceRules};
 use crate::scim::schema::USER_RESOURCE;
@@ -465,6 +466,9 @@ pub fn list(
     sort: Option<&Sort>,
 ) -> Result<Listed<Member>, Error> {
     let indexed = filter.and_then(|filter| required_equality(filter, INDEXED));
+    let narrowed = filter.map_or_else(Vec::new, |filter| {
+        narrowings(filter, &["id", "meta", "groups", "schemas"])
+    });
     let fetch = |conn: &mut DbConn, after: Option<&Position>| -> Result<Vec<Member>, Error> {
         let mut query = live_users(tenant)
             .order((
@@ -483,6 +487,29 @@ pub fn list(
             }
             _ => query,
         };
+        // What SQL can rule out before the filter runs here (scim::list::Narrowing).
+        for narrowing in &narrowed {
+            use members_table as m;
+            query = match narrowing {
+                Narrowing::Contains(text) => query.filter(
+                    lower(m::scim_attributes.assume_not_null())
+                        .like(crate::db::contains_pattern(text))
+                        .escape('\\'),
+                ),
+                Narrowing::Active(true) => {
+                    query.filter(m::status.eq(MemberStatus::Active.as_str()))
+                }
+                Narrowing::Active(false) => {
+                    query.filter(m::status.eq(MemberStatus::Inactive.as_str()))
+                }
+                Narrowing::Meta { created, bound, at } => match (created, bound) {
+                    (true, Bound::AtOrAfter) => query.filter(m::created_at.ge(*at)),
+                    (true, Bound::AtOrBefore) => query.filter(m::created_at.le(*at)),
+                    (false, Bound::AtOrAfter) => query.filter(m::updated_at.ge(*at)),
+                    (false, Bound::AtOrBefore) => query.filter(m::updated_at.le(*at)),
+                },
+            };
+        }
         if let Some((created_at, member_id)) = after {
             // ">= t and (> t or id >)" rather than "> t or (= t and id >)": PostgreSQL
             // range-scans the listing index for the first form and filters every row for the

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Nullable, Text};
+use diesel::sql_types::{Bool, Nullable};
 use serde::Deserialize;
 
 use super::member_roles::{self, Grant};
@@ -16,16 +16,11 @@ use crate::db::schema::{
     member_roles as member_roles_table, members, organization_domains,
     organizations as organizations_table,
 };
-use crate::db::DbConn;
+use crate::db::{lower, DbConn};
 use crate::error::Error;
 
 type Backend = <DbConn as diesel::Connection>::Backend;
 type Condition<T> = Box<dyn BoxableExpression<T, Backend, SqlType = Nullable<Bool>>>;
-
-diesel::define_sql_function! {
-    /// SQL `lower`, the same on both databases for the ASCII that emails and names hold.
-    fn lower(text: Text) -> Text;
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 pub enum Operator {
@@ -96,12 +91,7 @@ fn contains_pattern(name: &str, text: &str) -> Result<String, Error> {
             format!("filter {name}: filter_value must not be empty"),
         ));
     }
-    let escaped = text
-        .to_lowercase()
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    Ok(format!("%{escaped}%"))
+    Ok(crate::db::contains_pattern(&text.to_lowercase()))
 }
 
 /// Joins conditions with the query's operator (a macro: diesel's boolean operators on boxed

@@ -1,7 +1,114 @@
 //! The protocol side of lists (RFC 7644 §3.4.2): which filters an index can answer, and
 //! what a filter looks at. Users and Groups share it; the paging itself is domain::Window.
 
+use chrono::{DateTime, NaiveDateTime};
+
 use super::filter::{AttrPath, CompareOp, Filter, Literal};
+
+/// A condition SQL can check before a filter runs in Rust, which every match satisfies: the
+/// rows it drops could not have matched, so the answer is the same, only cheaper to reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Narrowing {
+    /// The stored document, lowercased, holds this text (a string that an `eq`, `co`, `sw` or
+    /// `ew` compares with, lowercased and escaped as JSON writes it).
+    Contains(String),
+    /// `active eq true` / `active eq false`.
+    Active(bool),
+    /// `meta.created` (`created: true`) or `meta.lastModified` lies at or after, or at or
+    /// before, an instant.
+    Meta {
+        created: bool,
+        bound: Bound,
+        at: NaiveDateTime,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    AtOrAfter,
+    AtOrBefore,
+}
+
+/// The narrowings every match of `filter` satisfies, from its top-level `and` chain and the
+/// value paths in it. `stored_elsewhere` names the attributes that are not in the stored
+/// document (`id`, `meta`, `groups`, `members`…): their strings narrow nothing.
+pub fn narrowings(filter: &Filter, stored_elsewhere: &[&str]) -> Vec<Narrowing> {
+    let mut found = Vec::new();
+    collect(filter, stored_elsewhere, &mut found);
+    found
+}
+
+fn collect(filter: &Filter, stored_elsewhere: &[&str], found: &mut Vec<Narrowing>) {
+    match filter {
+        Filter::And(left, right) => {
+            collect(left, stored_elsewhere, found);
+            collect(right, stored_elsewhere, found);
+        }
+        Filter::ValuePath { path, filter }
+            if !stored_elsewhere.iter().any(|name| path.is(name)) =>
+        {
+            let mut inner = Vec::new();
+            collect(filter, &[], &mut inner);
+            found.extend(
+                inner
+                    .into_iter()
+                    .filter(|narrowing| matches!(narrowing, Narrowing::Contains(_))),
+            );
+        }
+        Filter::Compare { path, op, value } => {
+            if let Some(narrowing) = compare_narrowing(path, *op, value, stored_elsewhere) {
+                found.push(narrowing);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn compare_narrowing(
+    path: &AttrPath,
+    op: CompareOp,
+    value: &Literal,
+    stored_elsewhere: &[&str],
+) -> Option<Narrowing> {
+    if path.is("meta") && path.urn.is_none() {
+        let created = match path.sub.as_deref()? {
+            sub if sub.eq_ignore_ascii_case("created") => true,
+            sub if sub.eq_ignore_ascii_case("lastModified") => false,
+            _ => return None,
+        };
+        let Literal::String(text) = value else {
+            return None;
+        };
+        let at = DateTime::parse_from_rfc3339(text).ok()?.naive_utc();
+        let bound = match op {
+            CompareOp::Gt | CompareOp::Ge => Bound::AtOrAfter,
+            CompareOp::Lt | CompareOp::Le => Bound::AtOrBefore,
+            _ => return None,
+        };
+        return Some(Narrowing::Meta { created, bound, at });
+    }
+    if path.is("active") && path.sub.is_none() && op == CompareOp::Eq {
+        return match value {
+            Literal::Bool(active) => Some(Narrowing::Active(*active)),
+            _ => None,
+        };
+    }
+    let Literal::String(text) = value else {
+        return None;
+    };
+    let textual = matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew)
+        // `eq` compares dateTimes as instants, which another text may write.
+        || (op == CompareOp::Eq && DateTime::parse_from_rfc3339(text).is_err());
+    // SQLite lowercases ASCII alone: only ASCII text folds alike on both sides.
+    let usable = textual
+        && !text.is_empty()
+        && text.is_ascii()
+        && !stored_elsewhere.iter().any(|name| path.is(name));
+    usable.then(|| {
+        let escaped = serde_json::to_string(&text.to_ascii_lowercase()).expect("strings serialize");
+        Narrowing::Contains(escaped[1..escaped.len() - 1].to_string())
+    })
+}
 
 /// An equality every match of `filter` must satisfy, on one of the `indexed` attributes
 /// (`userName`, or `members.value` given as ("members", Some("value"))): the filter itself,
@@ -78,6 +185,51 @@ pub fn mentions(filter: &Filter, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn narrowed(filter: &str) -> Vec<Narrowing> {
+        narrowings(&Filter::parse(filter).unwrap(), &["id", "meta", "groups"])
+    }
+
+    #[test]
+    fn narrowings_come_from_what_every_match_needs() {
+        assert_eq!(
+            narrowed(r#"emails[type eq "work" and value eq "Ada@X.test"] and active eq false"#),
+            [
+                Narrowing::Contains("work".into()),
+                Narrowing::Contains("ada@x.test".into()),
+                Narrowing::Active(false)
+            ]
+        );
+        assert_eq!(
+            narrowed(r#"name.familyName sw "O\"Brien""#),
+            [Narrowing::Contains(r#"o\"brien"#.into())]
+        );
+        assert_eq!(
+            narrowed(r#"meta.lastModified gt "2026-01-01T00:00:00Z""#),
+            [Narrowing::Meta {
+                created: false,
+                bound: Bound::AtOrAfter,
+                at: DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                    .unwrap()
+                    .naive_utc()
+            }]
+        );
+        // Nothing every match needs: alternatives, negations, inequalities, instants compared
+        // as instants, attributes stored elsewhere, non-ASCII text, empty text.
+        for filter in [
+            r#"userName eq "a" or userName eq "b""#,
+            r#"not (userName eq "a")"#,
+            r#"userName ne "a""#,
+            r#"title gt "m""#,
+            r#"x eq "2026-01-01T00:00:00Z""#,
+            r#"groups.display eq "Sales""#,
+            r#"id eq "member-1""#,
+            r#"displayName eq "Zoë""#,
+            r#"userName eq """#,
+        ] {
+            assert_eq!(narrowed(filter), [], "{filter}");
+        }
+    }
 
     const INDEXED: &[(&str, Option<&str>)] = &[("userName", None), ("members", Some("value"))];
 
