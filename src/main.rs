@@ -16,6 +16,7 @@ use scimd::db;
 use scimd::delivery::Delivery;
 use scimd::domain::connections::{self, ConnectionFields, IdentityProvider};
 use scimd::domain::organizations::{self, OrganizationFields};
+use scimd::domain::scim_users;
 use scimd::domain::Actor;
 use scimd::error::Error;
 use scimd::AppState;
@@ -90,6 +91,30 @@ enum ConnectionCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Provision users into a connection as its IdP would (POST /Users), many to a
+    /// transaction: from a file of SCIM User documents, one JSON object a line, or
+    /// generated (`--generate`, for benchmarks). Same rules and events as SCIM; a user that
+    /// fails is reported and skipped.
+    ImportUsers {
+        /// The connection's id.
+        #[arg(long)]
+        connection: String,
+        /// JSON lines of SCIM User documents (`-` for standard input).
+        #[arg(
+            long,
+            conflicts_with = "generate",
+            required_unless_present = "generate"
+        )]
+        file: Option<std::path::PathBuf>,
+        /// Generate this many users `<prefix>-<n>@bench.test` instead.
+        #[arg(long)]
+        generate: Option<u64>,
+        #[arg(long, default_value = "import")]
+        prefix: String,
+        /// Users per transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -138,6 +163,13 @@ fn main() -> ExitCode {
                 Ok(issued_body(&issued, &base, "bearer_token"))
             })
         }
+        Command::Connection(ConnectionCommand::ImportUsers {
+            ref connection,
+            ref file,
+            generate,
+            ref prefix,
+            batch,
+        }) => import_users(&cli, connection, file.as_deref(), generate, prefix, batch),
         Command::Jwt {
             ref scope,
             ttl_s,
@@ -166,6 +198,97 @@ fn open(database: &DatabaseArgs, pool_size: u32) -> Result<db::Pool, Error> {
     let pool = db::connect(&database.database_url, pool_size)?;
     db::migrate(&mut *pool.get()?)?;
     Ok(pool)
+}
+
+/// `scimd connection import-users`: documents in batches of `batch`, one transaction each,
+/// every user in its own savepoint so that one bad document costs only itself.
+fn import_users(
+    cli: &Cli,
+    connection: &str,
+    file: Option<&std::path::Path>,
+    generate: Option<u64>,
+    prefix: &str,
+    batch: usize,
+) -> Result<serde_json::Value, Error> {
+    use std::io::BufRead;
+    let pool = open(&cli.database, 1)?;
+    let mut conn = pool.get()?;
+    let tenant = connections::tenant_of(&mut conn, connection)?;
+    let documents: Box<dyn Iterator<Item = Result<serde_json::Value, String>>> =
+        match (file, generate) {
+            (_, Some(count)) => Box::new((0..count).map(move |n| {
+                let name = format!("{prefix}-{n}@bench.test");
+                Ok(json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": name, "externalId": name,
+                    "name": {"givenName": "Bench", "familyName": format!("User {n}")},
+                    "emails": [{"value": name, "type": "work", "primary": true}],
+                    "active": true
+                }))
+            })),
+            (Some(path), None) => {
+                let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+                    Box::new(std::io::stdin().lock())
+                } else {
+                    Box::new(std::io::BufReader::new(std::fs::File::open(path).map_err(
+                        |error| {
+                            Error::invalid("invalid_file", format!("{}: {error}", path.display()))
+                        },
+                    )?))
+                };
+                Box::new(
+                    reader
+                        .lines()
+                        .filter(|line| line.as_ref().map_or(true, |l| !l.trim().is_empty()))
+                        .map(|line| {
+                            let line = line.map_err(|error| error.to_string())?;
+                            serde_json::from_str(&line).map_err(|error| error.to_string())
+                        }),
+                )
+            }
+            (None, None) => {
+                return Err(Error::invalid("missing_field", "give --file or --generate"))
+            }
+        };
+    let actor = Actor::cli();
+    let started = std::time::Instant::now();
+    let (mut imported, mut failed, mut line) = (0u64, 0u64, 0u64);
+    let mut errors: Vec<String> = Vec::new();
+    let mut documents = documents.peekable();
+    while documents.peek().is_some() {
+        let chunk: Vec<_> = documents.by_ref().take(batch.max(1)).collect();
+        db::write(&mut conn, |tx| {
+            for document in &chunk {
+                line += 1;
+                let outcome = match document {
+                    Ok(document) => diesel::Connection::transaction(tx, |savepoint| {
+                        scim_users::create(savepoint, &tenant, &actor, document)
+                    })
+                    .map_err(|error: Error| error.to_string()),
+                    Err(error) => Err(format!("not JSON: {error}")),
+                };
+                match outcome {
+                    Ok(_) => imported += 1,
+                    Err(error) => {
+                        failed += 1;
+                        if errors.len() < 10 {
+                            errors.push(format!("user {line}: {error}"));
+                        }
+                    }
+                }
+            }
+            Ok::<(), Error>(())
+        })?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "connection_id": connection,
+        "imported": imported,
+        "failed": failed,
+        "first_errors": errors,
+        "seconds": (seconds * 10.0).round() / 10.0,
+        "users_per_second": (imported as f64 / seconds.max(1e-9)).round(),
+    }))
 }
 
 fn run_write<T>(

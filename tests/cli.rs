@@ -212,3 +212,85 @@ fn bootstrap_mistakes_fail_with_a_message_and_write_nothing(#[case] db: Db) {
     let organization = json_of(&listed);
     assert_eq!(organization["organization"]["organization_slug"], "acme");
 }
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn users_import_in_batches_and_bad_ones_are_skipped(#[case] db: Db) {
+    let database = TestDatabase::new(db);
+    let url = database.url.as_str();
+    json_of(
+        &scimd(url)
+            .args(["org", "create", "--name", "Acme", "--slug", "acme"])
+            .output()
+            .unwrap(),
+    );
+    let connection = json_of(
+        &scimd(url)
+            .args(["connection", "create", "--org", "acme", "--idp", "okta"])
+            .output()
+            .unwrap(),
+    );
+    let id = connection["connection"]["connection_id"].as_str().unwrap();
+
+    let generated = json_of(
+        &scimd(url)
+            .args(["connection", "import-users", "--connection", id])
+            .args(["--generate", "250", "--batch", "100"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(generated["imported"], 250);
+    assert_eq!(generated["failed"], 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            "{\"userName\": \"ada@acme.test\"}\n",
+            "not json\n",
+            "\n",
+            "{\"userName\": \"no-email\"}\n",
+            "{\"userName\": \"import-7@bench.test\"}\n",
+            "{\"userName\": \"bob@acme.test\", \"active\": false}\n",
+        ),
+    )
+    .unwrap();
+    let imported = json_of(
+        &scimd(url)
+            .args([
+                "connection",
+                "import-users",
+                "--connection",
+                id,
+                "--batch",
+                "2",
+            ])
+            .arg("--file")
+            .arg(&file)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(imported["imported"], 2, "{imported}");
+    assert_eq!(imported["failed"], 3, "{imported}");
+    let errors = imported["first_errors"].to_string();
+    assert!(
+        errors.contains("not JSON") && errors.contains("already taken"),
+        "{errors}"
+    );
+
+    let unknown = scimd(url)
+        .args([
+            "connection",
+            "import-users",
+            "--connection",
+            "scim-connection-nope",
+            "--generate",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+}

@@ -199,6 +199,20 @@ pub fn find(
     into_connection(row, &tokens)
 }
 
+/// The tenant a connection id names (for operators' commands, which hold no token).
+pub fn tenant_of(conn: &mut DbConn, connection_id: &str) -> Result<Tenant, Error> {
+    let organization_id: String = scim_connections::table
+        .find(connection_id)
+        .select(scim_connections::organization_id)
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| Error::not_found(format!("no SCIM connection `{connection_id}`")))?;
+    Ok(Tenant {
+        organization_id,
+        connection_id: connection_id.to_string(),
+    })
+}
+
 /// Every connection of the organization, oldest first.
 pub fn list(conn: &mut DbConn, organization_id: &str) -> Result<Vec<Connection>, Error> {
     let rows: Vec<ConnectionRow> = scim_connections::table
