@@ -52,9 +52,10 @@ struct Args {
     /// Upper bound on the scenario's run time; lookup, patch and mixed run for this long.
     #[arg(long, default_value_t = 10)]
     duration_s: u64,
-    /// A prefix that makes this run's userNames unique.
-    #[arg(long, default_value = "bench")]
-    prefix: String,
+    /// A prefix for the userNames this run creates (default: `bench` and a random suffix,
+    /// so that runs against one database never collide).
+    #[arg(long)]
+    prefix: Option<String>,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json_out: Option<std::path::PathBuf>,
@@ -238,7 +239,7 @@ fn ensure_users(args: &Args, recorder: &Recorder) -> Vec<(String, String)> {
             if n >= missing {
                 return;
             }
-            let name = format!("{}-seed-{thread}-{n}@bench.test", args.prefix);
+            let name = format!("{}-seed-{thread}-{n}@bench.test", prefix(args));
             client.call(
                 recorder,
                 "seed: create",
@@ -254,7 +255,10 @@ fn ensure_users(args: &Args, recorder: &Recorder) -> Vec<(String, String)> {
 }
 
 fn main() {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.prefix.is_none() {
+        args.prefix = Some(format!("bench{:x}", Random::new().below(1 << 32)));
+    }
     let loopback = url::Url::parse(&args.url)
         .ok()
         .and_then(|url| url.host_str().map(str::to_string))
@@ -279,7 +283,7 @@ fn main() {
                     if n >= args.users {
                         return;
                     }
-                    let name = format!("{}-{thread}-{n}@bench.test", args.prefix);
+                    let name = format!("{}-{thread}-{n}@bench.test", prefix(&args));
                     client.call(
                         &recorder,
                         "lookup userName",
@@ -342,7 +346,7 @@ fn main() {
                         }
                         _ => {
                             let n = created.fetch_add(1, Ordering::Relaxed);
-                            let name = format!("{}-mixed-{thread}-{n}@bench.test", args.prefix);
+                            let name = format!("{}-mixed-{thread}-{n}@bench.test", prefix(&args));
                             client.call(
                                 &recorder,
                                 kind,
@@ -361,7 +365,7 @@ fn main() {
             let users = ensure_users(&args, &recorder);
             let client = Client::new(&args);
             let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                               "displayName": format!("{}-growth-{}", args.prefix, Random::new().below(1 << 30))});
+                               "displayName": format!("{}-growth-{}", prefix(&args), Random::new().below(1 << 30))});
             let Some(group) = client.call(
                 &recorder,
                 "seed: group",
@@ -469,6 +473,10 @@ fn main() {
         }
     };
     report(&args, &recorder, measured_from.elapsed(), extra);
+}
+
+fn prefix(args: &Args) -> &str {
+    args.prefix.as_deref().unwrap_or("bench")
 }
 
 fn mean(values: &[f64]) -> f64 {

@@ -82,6 +82,7 @@ diesel::table! {
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        user_count -> BigInt,
     }
 }
 

@@ -245,7 +245,40 @@ pub fn insert(
         .values(MemberRow::from_member(member))
         .execute(conn)
         .map_err(|error| uniqueness(error, member))?;
+    count_users(conn, None, Some(member))?;
     record(conn, actor, event_type, member, None, None)
+}
+
+/// The connection whose user count includes the member: its IdP's, unless it is deleted.
+fn counted_by(member: &Member) -> Option<&str> {
+    member
+        .scim_registration
+        .as_ref()
+        .filter(|_| member.status != MemberStatus::Deleted)
+        .map(|registration| registration.connection_id.as_str())
+}
+
+/// Keeps `scim_connections.user_count` true across a change from `before` to `after`. It is
+/// called before the event is recorded, so every write takes its locks in one order: the
+/// member's row, its connection's, then its organization's.
+fn count_users(
+    conn: &mut DbConn,
+    before: Option<&Member>,
+    after: Option<&Member>,
+) -> Result<(), Error> {
+    use crate::db::schema::scim_connections;
+    let (was, is) = (before.and_then(counted_by), after.and_then(counted_by));
+    if was == is {
+        return Ok(());
+    }
+    for (connection_id, delta) in [(was, -1i64), (is, 1)] {
+        if let Some(connection_id) = connection_id {
+            diesel::update(scim_connections::table.find(connection_id))
+                .set(scim_connections::user_count.eq(scim_connections::user_count + delta))
+                .execute(conn)?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes `after` over `before`, bumping the version, and records one event: the lifecycle
@@ -285,6 +318,7 @@ pub fn update_with(
         // Another writer got in between our read and this write (PostgreSQL READ COMMITTED).
         return Err(Error::PreconditionFailed(before.version));
     }
+    count_users(conn, Some(before), Some(&after))?;
     // A status change is the news of a plain update; an adoption (member.scim_linked) stays
     // one, its previous values showing the status it had.
     let event_type = match (event_type, before.status, after.status) {

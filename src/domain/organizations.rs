@@ -10,7 +10,9 @@ use serde_json::{Map, Value};
 use super::email::normalize_allowed_domain;
 use super::events::{self, previous_values, Event};
 use super::{new_id, now, Actor};
-use crate::db::schema::{members, organization_domains, organization_oauth_tenants, organizations};
+use crate::db::schema::{
+    members, organization_domains, organization_oauth_tenants, organizations, scim_connections,
+};
 use crate::db::DbConn;
 use crate::error::Error;
 
@@ -473,10 +475,16 @@ pub fn forget_role(
 /// tokens stop working when this commits. `organization.deleted` stays in the log.
 pub fn delete(conn: &mut DbConn, actor: &Actor, organization_id: &str) -> Result<(), Error> {
     let organization = find(conn, organization_id)?;
-    // Members first, then the organization's row (events::record locks it): the order every
-    // SCIM write takes its locks in, so the two never deadlock on PostgreSQL.
+    // Members first, then the connections, then the organization's row (events::record
+    // locks it): the order every SCIM write takes its locks in (members::count_users), so
+    // the two never deadlock on PostgreSQL.
     diesel::delete(
         members::table.filter(members::organization_id.eq(&organization.organization_id)),
+    )
+    .execute(conn)?;
+    diesel::delete(
+        scim_connections::table
+            .filter(scim_connections::organization_id.eq(&organization.organization_id)),
     )
     .execute(conn)?;
     events::record(

@@ -537,7 +537,7 @@ pub fn list(
         filter,
         sort,
         &ResourceRules(&USER_RESOURCE),
-        |conn| Ok(live_users(tenant).count().get_result::<i64>(conn)? as u64),
+        |conn| user_count(conn, tenant),
         |conn, sort, skip, count| {
             let ordered = match sort {
                 None => Some(live_users(tenant).order((
@@ -620,6 +620,18 @@ fn order_users<'a>(
     } else {
         return None;
     })
+}
+
+/// How many users the connection has (members not deleted), as members::count_users keeps
+/// it: one row read instead of a count over every user.
+fn user_count(conn: &mut DbConn, tenant: &Tenant) -> Result<u64, Error> {
+    use crate::db::schema::scim_connections;
+    let count: Option<i64> = scim_connections::table
+        .find(&tenant.connection_id)
+        .select(scim_connections::user_count)
+        .first(conn)
+        .optional()?;
+    Ok(count.unwrap_or(0).max(0) as u64)
 }
 
 /// The attributes whose equality an index answers.

@@ -1,0 +1,1 @@
+ALTER TABLE scim_connections DROP COLUMN user_count;
