@@ -2,8 +2,9 @@
 against a running scimd; prints latency per tenth of the growth and the ratio of the last
 tenth to the first (issue 9's target: within 1.5x).
 
-Usage: TOKEN=… GROUP=… IDS=<file of user ids> python3 benches/group_growth.py [PORT]
-Run by benches/wrk/group_growth_full.sh. 127.0.0.1 only; one request at a time.
+Usage: TOKEN=… GROUP=… IDS=<file of user ids> [SVG=out.svg] python3 benches/group_growth.py [PORT]
+Run by benches/wrk/group_growth_full.sh. 127.0.0.1 only; one request at a time. With SVG set,
+also draws p50 and p99 per hundredth of the growth against the group's size.
 """
 
 import http.client
@@ -46,3 +47,40 @@ for i, s in enumerate(tenths):
 first, last = tenths[0], tenths[-1]
 print(f"last tenth / first tenth: p50 {last['p50'] / first['p50']:.2f}x, p90 {last['p90'] / first['p90']:.2f}x, "
       f"p99 {last['p99'] / first['p99']:.2f}x, mean {last['mean'] / first['mean']:.2f}x")
+
+
+def svg(path, latencies):
+    """p50 and p99 of each hundredth of the run against the members the group had."""
+    hundredth = max(1, len(latencies) // 100)
+    buckets = [sorted(latencies[i:i + hundredth]) for i in range(0, len(latencies), hundredth)]
+    points = [(i * hundredth, b[len(b) // 2], b[min(len(b) - 1, int(len(b) * 0.99))]) for i, b in enumerate(buckets)]
+    width, height, left, bottom = 720, 360, 60, 40
+    top = max(p99 for _, _, p99 in points) * 1.1
+    x = lambda members: left + (width - left - 20) * members / max(1, len(latencies))
+    y = lambda ms: height - bottom - (height - bottom - 20) * ms / top
+    line = lambda index: " ".join(f"{x(p[0]):.1f},{y(p[index]):.1f}" for p in points)
+    ticks = "".join(
+        f'<text x="{left - 8}" y="{y(top * k / 5):.1f}" text-anchor="end" font-size="11">{top * k / 5:.1f}</text>'
+        for k in range(6))
+    xticks = "".join(
+        f'<text x="{x(len(latencies) * k / 5):.1f}" y="{height - bottom + 16}" text-anchor="middle" font-size="11">{int(len(latencies) * k / 5):,}</text>'
+        for k in range(6))
+    document = f"""<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{width / 2}" y="14" text-anchor="middle" font-size="13">PATCH add one member: latency (ms) against group size</text>
+<line x1="{left}" y1="{height - bottom}" x2="{width - 20}" y2="{height - bottom}" stroke="black"/>
+<line x1="{left}" y1="20" x2="{left}" y2="{height - bottom}" stroke="black"/>
+{ticks}{xticks}
+<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{line(1)}"/>
+<polyline fill="none" stroke="#d62728" stroke-width="1.5" points="{line(2)}"/>
+<text x="{width - 140}" y="40" font-size="12" fill="#1f77b4">p50</text>
+<text x="{width - 100}" y="40" font-size="12" fill="#d62728">p99</text>
+</svg>
+"""
+    with open(path, "w") as out:
+        out.write(document)
+
+
+if os.environ.get("SVG"):
+    svg(os.environ["SVG"], latencies)
+    print(f"plot: {os.environ['SVG']}")

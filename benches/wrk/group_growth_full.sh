@@ -15,7 +15,8 @@ head -n "$users" "$work/ids" >"$work/ids.used"
 echo "users: $(wc -l <"$work/ids.used")"
 export GROUP=$(curl -s "$url/Groups" -H "$auth" -H 'Content-Type: application/scim+json' \
     -d '{"displayName":"Everyone"}' | sed -n 's/.*"id":"\(group-[^"]*\)".*/\1/p')
-IDS="$work/ids.used" python3 "$root/benches/group_growth.py" "$port"
+mkdir -p "$root/benchmarks"
+IDS="$work/ids.used" SVG="${SVG:-$root/benchmarks/group-growth.svg}" python3 "$root/benches/group_growth.py" "$port"
 echo "== GET group with excludedAttributes=members"
 wrk -t1 -c1 -d10s --latency -s "$here/get_group.lua" "$base" 2>&1 |
     grep -E "Requests/sec|Latency  |50%|90%|99%|requests in|unexpected" | sort -u | head -8
