@@ -118,9 +118,9 @@ async fn create_organization(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
-    limit: Option<i64>,
-    cursor: Option<String>,
+pub(super) struct PageQuery {
+    pub(super) limit: Option<i64>,
+    pub(super) cursor: Option<String>,
 }
 
 async fn list_organizations(
@@ -609,7 +609,11 @@ pub(super) fn page_size(limit: Option<i64>) -> Result<i64, Error> {
 }
 
 /// Splits a page fetched with one extra row into the page and the cursor to the next one.
-fn paginate<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> &str) -> (Vec<T>, Option<String>) {
+pub(super) fn paginate<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> &str,
+) -> (Vec<T>, Option<String>) {
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = has_more

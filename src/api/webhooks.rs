@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Principal;
-use super::v1::{accessible, page_size};
+use super::v1::{accessible, decode_cursor, page_size, paginate, PageQuery};
 use super::{with_db, ApiJson};
 use crate::db;
 use crate::domain::events::FeedCursor;
@@ -120,34 +120,23 @@ async fn delete_webhook(
     Ok(HttpResponse::Ok().json(json!({ "webhook_id": deleted, "deleted": true })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeliveryPage {
-    limit: Option<i64>,
-    cursor: Option<String>,
-}
-
 /// Delivery attempts, newest first; `next_cursor` pages to older ones.
 async fn list_deliveries(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<String>,
-    page: web::Query<DeliveryPage>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, Error> {
     let only = principal.organization_scope().map(str::to_owned);
     let limit = page_size(page.limit)?;
-    let before = page.cursor.clone();
-    let mut found = with_db(&state, move |conn| {
+    let before = page.cursor.as_deref().map(decode_cursor).transpose()?;
+    let found = with_db(&state, move |conn| {
         db::read(conn, |tx| {
             webhooks::deliveries(tx, &path, only.as_deref(), before.as_deref(), limit + 1)
         })
     })
     .await?;
-    let more = found.len() as i64 > limit;
-    found.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| found.last().map(|delivery| delivery.delivery_id.clone()))
-        .flatten();
+    let (found, next_cursor) = paginate(found, limit, |delivery| &delivery.delivery_id);
     Ok(HttpResponse::Ok().json(json!({ "deliveries": found, "next_cursor": next_cursor })))
 }
 

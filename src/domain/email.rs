@@ -63,6 +63,21 @@ impl DomainProblem {
     }
 }
 
+/// Whether `text` has the shape of an email address: a local part, `@`, a dotted domain, no
+/// whitespace. Every path that takes an email (SCIM, the API, invites, JIT) asks this.
+pub fn is_email_address(text: &str) -> bool {
+    match text.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !text.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
 /// Validates an email domain an organization claims and returns it lowercased.
 pub fn normalize_allowed_domain(input: &str) -> Result<String, DomainProblem> {
     let domain = normalize_domain(input)?;

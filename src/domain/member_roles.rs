@@ -41,6 +41,17 @@ pub fn sync(
     actor: &Actor,
     member_id: &str,
 ) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
+    sync_member(conn, actor, member_id, &mut None)
+}
+
+/// `sync`, reading the organization's settings only when `settings` does not hold them yet
+/// (sync_all re-derives many members of one organization).
+fn sync_member(
+    conn: &mut DbConn,
+    actor: &Actor,
+    member_id: &str,
+    settings: &mut Option<(String, organizations::OrganizationSettings)>,
+) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
     let (organization_id, status, connection_id, email_domain): (
         String,
         String,
@@ -70,7 +81,16 @@ pub fn sync(
         if let Some(connection_id) = connection_id {
             wanted.extend(group_grants(conn, member_id, &connection_id)?);
         }
-        let settings = organizations::settings(conn, &organization_id)?;
+        if settings
+            .as_ref()
+            .is_none_or(|(of, _)| *of != organization_id)
+        {
+            *settings = Some((
+                organization_id.clone(),
+                organizations::settings(conn, &organization_id)?,
+            ));
+        }
+        let (_, settings) = settings.as_ref().expect("loaded above");
         wanted.extend(settings.implicit_roles(&email_domain).map(|role_id| Grant {
             role_id: role_id.to_string(),
             source: EMAIL_DOMAIN.into(),
@@ -258,8 +278,9 @@ pub fn connection_maps_groups(conn: &mut DbConn, connection_id: &str) -> Result<
 
 /// `sync` for each of these members.
 pub fn sync_all(conn: &mut DbConn, actor: &Actor, member_ids: &[String]) -> Result<(), Error> {
+    let mut settings = None;
     for member_id in member_ids {
-        sync(conn, actor, member_id)?;
+        sync_member(conn, actor, member_id, &mut settings)?;
     }
     Ok(())
 }

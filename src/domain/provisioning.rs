@@ -61,17 +61,7 @@ pub struct MemberFields {
 /// An email address as a member's: trimmed, with a local part and a dotted domain.
 fn valid_email(input: &str) -> Result<String, Error> {
     let email = input.trim();
-    let shaped = match email.rsplit_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !email.contains(char::is_whitespace)
-        }
-        None => false,
-    };
-    if !shaped || email.len() > MAX_INDEXED_BYTES {
+    if !super::email::is_email_address(email) || email.len() > MAX_INDEXED_BYTES {
         return Err(Error::invalid(
             "invalid_email_address",
             format!(

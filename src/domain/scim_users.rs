@@ -155,7 +155,7 @@ pub fn check_indexed_length(name: &str, value: Option<&Value>) -> Result<(), Err
 /// The member's email: `userName` when it is an address, else the primary entry of `emails`,
 /// else the first work entry, else the first.
 fn member_email(user_name: &str, attributes: &Attributes) -> Option<String> {
-    if is_email(user_name) {
+    if super::email::is_email_address(user_name) {
         return Some(user_name.to_string());
     }
     let emails: Vec<&Map<String, Value>> = attributes
@@ -167,7 +167,7 @@ fn member_email(user_name: &str, attributes: &Attributes) -> Option<String> {
         email
             .get("value")
             .and_then(Value::as_str)
-            .filter(|v| is_email(v))
+            .filter(|v| super::email::is_email_address(v))
     }
     let by = |predicate: &dyn Fn(&Map<String, Value>) -> bool| {
         emails.iter().filter(|e| predicate(e)).find_map(value)
@@ -182,19 +182,6 @@ fn member_email(user_name: &str, attributes: &Attributes) -> Option<String> {
         })
         .or_else(|| by(&|_| true))
         .map(str::to_string)
-}
-
-fn is_email(text: &str) -> bool {
-    match text.rsplit_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !text.contains(char::is_whitespace)
-        }
-        None => false,
-    }
 }
 
 /// The member's name: `displayName`, else `name.formatted`, else given and family names.
