@@ -1,7 +1,7 @@
-//! Property: a list filtered in the database (index equality, SQL narrowing, then Rust)
-//! answers exactly what evaluating the filter in memory on every user answers, for generated
-//! filters over data full of case variants, JSON escapes and LIKE wildcards — on both
-//! databases.
+//! Property: a list filtered in the database (SQL on the filter columns, SQL narrowing, then
+//! Rust for what is left) answers exactly what evaluating the filter in memory on every
+//! resource answers, for generated filters over data full of case variants, JSON escapes and
+//! LIKE wildcards, by index and by cursor — Users and Groups, on both databases.
 
 mod common;
 
@@ -16,10 +16,10 @@ use serde_json::json;
 use scimd::db;
 use scimd::domain::connections::{self, ConnectionFields, Tenant};
 use scimd::domain::organizations::{self, OrganizationFields};
-use scimd::domain::{scim_users, Actor, Window};
+use scimd::domain::{scim_groups, scim_users, Actor, Listed, Window};
 use scimd::scim::filter::Filter;
 use scimd::scim::resource::ResourceRules;
-use scimd::scim::schema::USER_RESOURCE;
+use scimd::scim::schema::{GROUP_RESOURCE, USER_RESOURCE};
 
 /// Values the users hold and the filters compare with: case variants, a quote, a backslash,
 /// LIKE's wildcards, non-ASCII text, and fragments of them.
@@ -49,7 +49,14 @@ fn word(n: usize) -> &'static str {
     WORDS[n % WORDS.len()]
 }
 
-fn seed(conn: &mut db::DbConn) -> Tenant {
+/// The seeded connection, its users' and groups' ids in creation order.
+struct Seeded {
+    tenant: Tenant,
+    users: Vec<String>,
+    groups: Vec<String>,
+}
+
+fn seed(conn: &mut db::DbConn) -> Seeded {
     db::write(conn, |tx| {
         let actor = Actor::cli();
         let organization = organizations::create(
@@ -71,6 +78,7 @@ fn seed(conn: &mut db::DbConn) -> Tenant {
             organization_id: organization.organization_id,
             connection_id: issued.connection.connection_id,
         };
+        let mut users = Vec::new();
         for n in 0..40 {
             let mut user = json!({
                 "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
@@ -79,14 +87,48 @@ fn seed(conn: &mut db::DbConn) -> Tenant {
                 "title": word(n * 5 + 2),
                 "emails": [{"value": format!("{}{n}@x.test", word(n * 2).replace(['"', '\\', ' '], "")),
                             "type": if n % 2 == 0 { "work" } else { "home" }}],
-                "active": n % 3 != 0,
             });
+            // Some users never had `active` set: `active eq true` is not theirs.
+            if n % 5 != 0 {
+                user["active"] = json!(n % 3 != 0);
+            }
             if n % 4 == 0 {
                 user["displayName"] = json!(word(n + 3));
             }
-            scim_users::create(tx, &tenant, &actor, &user)?;
+            if n % 3 != 1 {
+                user["externalId"] = json!(if n % 6 == 0 { "12345".to_string() } else { word(n + 1).to_string() });
+            }
+            if n % 3 == 0 {
+                user["emails"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"value": format!("{}@Other.test", word(n + 5)), "type": "Work", "primary": n % 2 == 0}));
+            }
+            users.push(scim_users::create(tx, &tenant, &actor, &user)?.member_id);
         }
-        Ok::<_, scimd::error::Error>(tenant)
+        let mut groups = Vec::new();
+        for n in 0..12 {
+            let members: Vec<_> = users
+                .iter()
+                .enumerate()
+                .filter(|(m, _)| (m + n) % 4 == 0)
+                .map(|(_, id)| json!({"value": id}))
+                .collect();
+            let mut group = json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": format!("{} {n}", word(n)),
+                "members": members,
+            });
+            if n % 2 == 0 {
+                group["externalId"] = json!(word(n + 2));
+            }
+            groups.push(scim_groups::create(tx, &tenant, &actor, &group)?.group_id);
+        }
+        Ok::<_, scimd::error::Error>(Seeded {
+            tenant,
+            users,
+            groups,
+        })
     })
     .expect("seed data")
 }
@@ -95,29 +137,89 @@ fn quoted(text: &str) -> String {
     serde_json::to_string(text).unwrap()
 }
 
-/// Generated filters: comparisons on stored attributes, `active`, presence, value paths, and
-/// `and`/`or`/`not` over them.
-fn filters() -> impl Strategy<Value = String> {
-    let attribute = prop::sample::select(vec![
-        "userName",
-        "name.familyName",
-        "name.givenName",
-        "title",
-        "displayName",
-        "emails.value",
-        "emails.type",
-    ]);
+/// Instants before, among and after the seeded resources, one finer than a microsecond.
+const INSTANTS: &[&str] = &[
+    "2000-01-01T00:00:00Z",
+    "2100-01-01T00:00:00+02:00",
+    "2000-01-01T00:00:00.0000005Z",
+];
+
+/// Ids that stand for a seeded resource (`{user:N}`, `{group:N}`), filled in once it exists.
+fn with_ids(filter: &str, seeded: &Seeded) -> String {
+    let mut filter = filter.to_string();
+    for (kind, ids) in [("user", &seeded.users), ("group", &seeded.groups)] {
+        for (n, id) in ids.iter().enumerate().rev() {
+            filter = filter.replace(&format!("{{{kind}:{n}}}"), id);
+        }
+    }
+    filter
+}
+
+fn text_leaf(attributes: Vec<&'static str>) -> impl Strategy<Value = String> {
+    let op = prop::sample::select(vec!["eq", "ne", "co", "sw", "ew", "gt", "le"]);
+    (prop::sample::select(attributes), op, 0..WORDS.len())
+        .prop_map(|(a, o, w)| format!("{a} {o} {}", quoted(WORDS[w])))
+}
+
+fn instant_leaf() -> impl Strategy<Value = String> {
+    (
+        prop::sample::select(vec!["meta.created", "meta.lastModified"]),
+        prop::sample::select(vec!["eq", "ne", "gt", "ge", "lt", "le"]),
+        prop::sample::select(INSTANTS.to_vec()),
+    )
+        .prop_map(|(a, o, at)| format!("{a} {o} {}", quoted(at)))
+}
+
+fn combined(leaf: impl Strategy<Value = String> + 'static) -> impl Strategy<Value = String> {
+    leaf.prop_recursive(3, 12, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) and ({b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) or ({b})")),
+            inner.prop_map(|a| format!("not ({a})")),
+        ]
+    })
+}
+
+/// Generated User filters: comparisons on columns and on the stored document, `active`,
+/// presence and null, value paths on emails, ids, groups and instants, and `and`/`or`/`not`
+/// over them.
+fn user_filters() -> impl Strategy<Value = String> {
     let op = prop::sample::select(vec!["eq", "ne", "co", "sw", "ew"]);
     let leaf = prop_oneof![
-        (attribute, op.clone(), 0..WORDS.len())
-            .prop_map(|(a, o, w)| format!("{a} {o} {}", quoted(WORDS[w]))),
+        text_leaf(vec![
+            "userName",
+            "name.familyName",
+            "name.givenName",
+            "title",
+            "displayName",
+            "externalId",
+            "emails.value",
+            "emails.type",
+            "emails",
+        ]),
         prop::sample::select(vec![
             "active eq true",
             "active eq false",
+            "active ne \"True\"",
             "displayName pr",
-            "title pr"
+            "title pr",
+            "externalId pr",
+            "emails.value pr",
+            "displayName eq null",
+            "externalId ne null",
+            "externalId eq 12345",
+            "emails[primary eq true]",
+            "emails[primary ne true]",
+            "id eq \"{user:3}\"",
+            "id ne \"{user:7}\"",
+            "id sw \"member-\"",
+            "groups.value eq \"{group:2}\"",
+            "groups[value eq \"{group:5}\"]",
+            "groups.display pr",
+            "name[givenName sw \"a\" or familyName ew \"A\"]",
         ])
         .prop_map(str::to_string),
+        instant_leaf(),
         (
             op,
             0..WORDS.len(),
@@ -129,14 +231,58 @@ fn filters() -> impl Strategy<Value = String> {
                 quoted(WORDS[w])
             )),
     ];
-    leaf.prop_recursive(3, 12, 2, |inner| {
-        prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) and ({b})")),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) or ({b})")),
-            inner.prop_map(|a| format!("not ({a})")),
-        ]
-    })
+    combined(leaf)
 }
+
+/// Generated Group filters.
+fn group_filters() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        text_leaf(vec!["displayName", "externalId"]),
+        prop::sample::select(vec![
+            "externalId pr",
+            "externalId eq null",
+            "members.value eq \"{user:4}\"",
+            "members[value eq \"{user:9}\"]",
+            "members.value ne \"{user:0}\"",
+            "members pr",
+            "id eq \"{group:1}\"",
+        ])
+        .prop_map(str::to_string),
+        instant_leaf(),
+    ];
+    combined(leaf)
+}
+
+/// Every item of a list, read by cursor `count` at a time.
+fn by_cursor<T>(
+    mut list: impl FnMut(&Window) -> Listed<T>,
+    count: u64,
+    id: impl Fn(&T) -> String,
+) -> (BTreeSet<String>, u64) {
+    let mut found = BTreeSet::new();
+    let mut window = Window::After {
+        position: None,
+        count,
+    };
+    loop {
+        let page = list(&window);
+        found.extend(page.items.iter().map(&id));
+        match page.next {
+            Some(next) => {
+                window = Window::After {
+                    position: Some(next),
+                    count,
+                }
+            }
+            None => return (found, page.total),
+        }
+    }
+}
+
+const EVERYTHING: Window = Window::Index {
+    start_index: 1,
+    count: 1000,
+};
 
 #[rstest]
 #[case::sqlite(Db::Sqlite)]
@@ -146,46 +292,151 @@ fn database_and_memory_agree_on_every_filter(#[case] database: Db) {
     let pool = db::connect(&database.url, 2).unwrap();
     let mut conn = pool.get().unwrap();
     db::migrate(&mut conn).unwrap();
-    let tenant = seed(&mut conn);
-    let everything = Window::Index {
-        start_index: 1,
-        count: 1000,
-    };
-    let all = scim_users::list(&mut conn, &tenant, "http://x", None, &everything, None)
+    let seeded = seed(&mut conn);
+    let tenant = &seeded.tenant;
+    let users = scim_users::list(&mut conn, tenant, "http://x", None, &EVERYTHING, None)
         .unwrap()
         .items;
-    assert_eq!(all.len(), 40);
+    assert_eq!(users.len(), 40);
+    let user_groups = scim_users::groups_of(&mut conn, &users).unwrap();
+    let rendered_users: Vec<_> = users
+        .iter()
+        .map(|user| {
+            let groups = user_groups
+                .get(&user.member_id)
+                .cloned()
+                .unwrap_or_default();
+            (
+                user.member_id.clone(),
+                scim_users::render(user, &groups, "http://x"),
+            )
+        })
+        .collect();
+    let groups = scim_groups::list(&mut conn, tenant, "http://x", None, &EVERYTHING, None)
+        .unwrap()
+        .items;
+    assert_eq!(groups.len(), 12);
+    let rendered_groups: Vec<_> = groups
+        .iter()
+        .map(|group| {
+            let members = scim_groups::members_of(&mut conn, &group.group_id).unwrap();
+            (
+                group.group_id.clone(),
+                scim_groups::render(group, Some(&members), "http://x"),
+            )
+        })
+        .collect();
     drop(conn);
-    let rules = ResourceRules(&USER_RESOURCE);
     let mut runner = TestRunner::new(Config {
         cases: 200,
         ..Config::default()
     });
+    let user_rules = ResourceRules(&USER_RESOURCE);
     runner
-        .run(&filters(), |text| {
+        .run(&user_filters(), |text| {
+            let text = with_ids(&text, &seeded);
             let filter = Filter::parse(&text).expect("generated filters parse");
-            let in_memory: BTreeSet<String> = all
+            let in_memory: BTreeSet<String> = rendered_users
                 .iter()
-                .filter(|member| {
-                    filter.matches(&scim_users::render(member, &[], "http://x"), &rules)
-                })
-                .map(|member| member.member_id.clone())
+                .filter(|(_, user)| filter.matches(user, &user_rules))
+                .map(|(id, _)| id.clone())
                 .collect();
             let mut conn = pool.get().unwrap();
-            let listed = scim_users::list(
-                &mut conn,
-                &tenant,
-                "http://x",
-                Some(&filter),
-                &everything,
-                None,
-            )
-            .unwrap();
+            let mut list = |window: &Window| {
+                scim_users::list(&mut conn, tenant, "http://x", Some(&filter), window, None)
+                    .unwrap()
+            };
+            let listed = list(&EVERYTHING);
             let in_database: BTreeSet<String> =
                 listed.items.iter().map(|m| m.member_id.clone()).collect();
             prop_assert_eq!(&in_database, &in_memory, "filter {}", text);
             prop_assert_eq!(listed.total as usize, in_memory.len());
+            let (paged, total) = by_cursor(list, 7, |m| m.member_id.clone());
+            prop_assert_eq!(&paged, &in_memory, "filter {} by cursor", text);
+            prop_assert_eq!(total as usize, in_memory.len());
             Ok(())
         })
         .unwrap();
+    let group_rules = ResourceRules(&GROUP_RESOURCE);
+    runner
+        .run(&group_filters(), |text| {
+            let text = with_ids(&text, &seeded);
+            let filter = Filter::parse(&text).expect("generated filters parse");
+            let in_memory: BTreeSet<String> = rendered_groups
+                .iter()
+                .filter(|(_, group)| filter.matches(group, &group_rules))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let mut conn = pool.get().unwrap();
+            let mut list = |window: &Window| {
+                scim_groups::list(&mut conn, tenant, "http://x", Some(&filter), window, None)
+                    .unwrap()
+            };
+            let listed = list(&EVERYTHING);
+            let in_database: BTreeSet<String> =
+                listed.items.iter().map(|g| g.group_id.clone()).collect();
+            prop_assert_eq!(&in_database, &in_memory, "filter {}", text);
+            prop_assert_eq!(listed.total as usize, in_memory.len());
+            let (paged, total) = by_cursor(list, 5, |g| g.group_id.clone());
+            prop_assert_eq!(&paged, &in_memory, "filter {} by cursor", text);
+            prop_assert_eq!(total as usize, in_memory.len());
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+fn users_stored_before_the_filter_columns_are_found_by_them(#[case] database: Db) {
+    use diesel_migrations::MigrationHarness;
+    let database = TestDatabase::new(database);
+    let pool = db::connect(&database.url, 2).unwrap();
+    let mut conn = pool.get().unwrap();
+    db::migrate(&mut conn).unwrap();
+    let seeded = seed(&mut conn);
+    // Back to the schema before migration 000012, which dropped what it added, then forward
+    // again: the migration fills its columns and email rows for the users already stored.
+    match &mut *conn {
+        db::DbConn::Sqlite(inner) => inner.revert_last_migration(db::MIGRATIONS).map(drop),
+        db::DbConn::Postgres(inner) => inner.revert_last_migration(db::MIGRATIONS).map(drop),
+    }
+    .unwrap();
+    assert_eq!(db::migrate(&mut conn).unwrap(), ["20261202000012"]);
+    let users = scim_users::list(
+        &mut conn,
+        &seeded.tenant,
+        "http://x",
+        None,
+        &EVERYTHING,
+        None,
+    )
+    .unwrap()
+    .items;
+    let rules = ResourceRules(&USER_RESOURCE);
+    for text in [
+        r#"name.familyName eq "ADA""#,
+        r#"emails[type eq "work" and value sw "ada"]"#,
+        r#"emails.value ew "@other.test""#,
+        r#"displayName eq "o\"hara""#,
+    ] {
+        let filter = Filter::parse(text).unwrap();
+        let expected: BTreeSet<String> = users
+            .iter()
+            .filter(|user| filter.matches(&scim_users::render(user, &[], "http://x"), &rules))
+            .map(|user| user.member_id.clone())
+            .collect();
+        assert!(!expected.is_empty(), "{text} matches some seeded user");
+        let listed = scim_users::list(
+            &mut conn,
+            &seeded.tenant,
+            "http://x",
+            Some(&filter),
+            &EVERYTHING,
+            None,
+        )
+        .unwrap();
+        let found: BTreeSet<String> = listed.items.iter().map(|m| m.member_id.clone()).collect();
+        assert_eq!(found, expected, "{text}");
+    }
 }

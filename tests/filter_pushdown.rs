@@ -1,4 +1,4 @@
-//! Filters that SQL narrows before Rust evaluates them (scim::list::Narrowing) answer exactly
+//! Filters that SQL answers or narrows before Rust evaluates the rest (scim::list::plan) answer exactly
 //! what evaluating them alone would: case, JSON escapes, LIKE wildcards, value paths, `active`
 //! and `meta` dates, on both databases.
 

@@ -134,23 +134,50 @@ pub fn connect(database_url: &str, max_size: u32) -> Result<Pool, Error> {
         .map_err(|error| Error::Unavailable(format!("cannot open {database_url}: {error}")))
 }
 
-/// Applies the embedded migrations that have not run yet. Several processes may start at
-/// once against one PostgreSQL: an advisory lock lets one migrate while the others wait.
+/// Applies the embedded migrations that have not run yet, and fills what they add for the
+/// rows stored before them. Several processes may start at once against one PostgreSQL: an
+/// advisory lock lets one migrate while the others wait.
 pub fn migrate(conn: &mut DbConn) -> Result<Vec<String>, Error> {
-    let applied = match conn {
-        DbConn::Postgres(pg) => {
-            pg.batch_execute("SELECT pg_advisory_lock(7362836150)")?;
-            let result = pg
-                .run_pending_migrations(MIGRATIONS)
-                .map(|versions| versions.iter().map(ToString::to_string).collect());
-            pg.batch_execute("SELECT pg_advisory_unlock(7362836150)")?;
-            result
-        }
+    if let DbConn::Postgres(pg) = conn {
+        pg.batch_execute("SELECT pg_advisory_lock(7362836150)")?;
+    }
+    let applied = apply_migrations(conn);
+    if let DbConn::Postgres(pg) = conn {
+        pg.batch_execute("SELECT pg_advisory_unlock(7362836150)")?;
+    }
+    applied
+}
+
+fn apply_migrations(conn: &mut DbConn) -> Result<Vec<String>, Error> {
+    let applied: Result<Vec<String>, _> = match conn {
+        DbConn::Postgres(pg) => pg
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect()),
         DbConn::Sqlite(sqlite) => sqlite
             .run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect()),
     };
-    applied.map_err(|error| Error::Internal(format!("migration failed: {error}")))
+    let applied = applied.map_err(|error| Error::Internal(format!("migration failed: {error}")))?;
+    if applied.iter().any(|version| version == FILTER_COLUMNS) {
+        index_stored_users(conn)?;
+    }
+    Ok(applied)
+}
+
+/// The migration that added the filter columns and `member_emails`.
+const FILTER_COLUMNS: &str = "20261202000012";
+
+/// Fills what migration 000012 added for the users stored before it, a transaction a batch.
+/// It runs before anything serves from the database (under the advisory lock on PostgreSQL):
+/// about a minute a million users.
+fn index_stored_users(conn: &mut DbConn) -> Result<(), Error> {
+    let mut after = String::new();
+    while let Some(last) = write(conn, |tx| {
+        crate::domain::members::index_stored_users(tx, &after)
+    })? {
+        after = last;
+    }
+    Ok(())
 }
 
 static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -233,9 +260,13 @@ diesel::define_sql_function! {
 
 /// A LIKE pattern (with `\` as its escape) matching text that contains `text` literally.
 pub fn contains_pattern(text: &str) -> String {
-    let escaped = text
-        .replace('\\', "\\\\")
+    format!("%{}%", escape_like(text))
+}
+
+/// `text` with LIKE's wildcards and its escape (`\`) escaped: a pattern that matches it
+/// literally.
+pub fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
         .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
+        .replace('_', "\\_")
 }

@@ -128,6 +128,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhooks,
     webhook_deliveries,
     members,
+    member_emails,
     scim_groups,
     group_members,
     roles,
@@ -156,6 +157,20 @@ diesel::table! {
         updated_at -> Timestamp,
         email_domain -> Text,
         email_address_verified -> Bool,
+        scim_display_name_key -> Nullable<Text>,
+        scim_given_name_key -> Nullable<Text>,
+        scim_family_name_key -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    member_emails (member_id, position) {
+        member_id -> Text,
+        position -> Integer,
+        connection_id -> Text,
+        value_key -> Nullable<Text>,
+        type_key -> Nullable<Text>,
+        is_primary -> Nullable<Bool>,
     }
 }
 
@@ -219,3 +234,4 @@ diesel::joinable!(members -> organizations (organization_id));
 diesel::joinable!(roles -> organizations (organization_id));
 diesel::joinable!(group_members -> scim_groups (group_id));
 diesel::joinable!(group_members -> members (member_id));
+diesel::joinable!(member_emails -> members (member_id));

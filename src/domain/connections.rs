@@ -276,6 +276,12 @@ pub fn delete(
     connection_id: &str,
 ) -> Result<(), Error> {
     let connection = find(conn, organization_id, connection_id)?;
+    // Its users stay members without a SCIM registration, and so without email rows.
+    diesel::delete(
+        crate::db::schema::member_emails::table
+            .filter(crate::db::schema::member_emails::connection_id.eq(connection_id)),
+    )
+    .execute(conn)?;
     diesel::delete(scim_connections::table.find(connection_id)).execute(conn)?;
     events::record(
         conn,

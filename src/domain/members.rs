@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::events::{self, previous_values, Event};
 use super::Actor;
-use crate::db::schema::members;
+use crate::db::schema::{member_emails, members};
 use crate::db::DbConn;
 use crate::error::Error;
 use crate::scim::resource::Attributes;
@@ -117,6 +117,9 @@ pub(crate) struct MemberRow {
     version: i64,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
+    scim_display_name_key: Option<String>,
+    scim_given_name_key: Option<String>,
+    scim_family_name_key: Option<String>,
 }
 
 impl MemberRow {
@@ -158,7 +161,19 @@ impl MemberRow {
     fn from_member(member: &Member) -> Self {
         let live = member.status != MemberStatus::Deleted;
         let scim = member.scim_registration.as_ref();
+        // The attributes filters find users by (scim::list::plan), as they compare.
+        let key = |path: &[&str]| {
+            let attributes = &scim?.attributes;
+            let (first, rest) = path.split_first()?;
+            rest.iter()
+                .try_fold(attributes.get(*first)?, |value, key| value.get(key))?
+                .as_str()
+                .map(lookup_key)
+        };
         MemberRow {
+            scim_display_name_key: key(&["displayName"]),
+            scim_given_name_key: key(&["name", "givenName"]),
+            scim_family_name_key: key(&["name", "familyName"]),
             member_id: member.member_id.clone(),
             organization_id: member.organization_id.clone(),
             email_address: member.email_address.clone(),
@@ -180,6 +195,90 @@ impl MemberRow {
             updated_at: member.updated_at,
         }
     }
+}
+
+/// One element of a SCIM user's `emails`, as `member_emails` keeps it for filters.
+#[derive(Debug, PartialEq, Insertable)]
+#[diesel(table_name = member_emails)]
+struct MemberEmailRow {
+    member_id: String,
+    position: i32,
+    connection_id: String,
+    value_key: Option<String>,
+    type_key: Option<String>,
+    is_primary: Option<bool>,
+}
+
+/// The `member_emails` rows of a member: one an element of its `emails`, while it is a live
+/// SCIM user; none otherwise.
+fn email_rows(member: &Member) -> Vec<MemberEmailRow> {
+    let Some(scim) = member
+        .scim_registration
+        .as_ref()
+        .filter(|_| member.status != MemberStatus::Deleted)
+    else {
+        return Vec::new();
+    };
+    let text =
+        |element: &Value, key: &str| element.get(key).and_then(Value::as_str).map(lookup_key);
+    scim.attributes
+        .get("emails")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|element| element.is_object())
+        .enumerate()
+        .map(|(position, element)| MemberEmailRow {
+            member_id: member.member_id.clone(),
+            position: position as i32,
+            connection_id: scim.connection_id.clone(),
+            value_key: text(element, "value"),
+            type_key: text(element, "type"),
+            is_primary: element.get("primary").and_then(Value::as_bool),
+        })
+        .collect()
+}
+
+/// Keeps `member_emails` true across a change from `before` to `after`: rewritten only when
+/// the rows differ.
+fn index_emails(conn: &mut DbConn, before: Option<&Member>, after: &Member) -> Result<(), Error> {
+    let rows = email_rows(after);
+    if before.is_some_and(|before| email_rows(before) == rows) {
+        return Ok(());
+    }
+    if before.is_some() {
+        diesel::delete(member_emails::table.filter(member_emails::member_id.eq(&after.member_id)))
+            .execute(conn)?;
+    }
+    // In chunks: a statement takes at most 65,535 parameters on PostgreSQL.
+    for chunk in rows.chunks(1_000) {
+        crate::on_backend!(conn, |inner| diesel::insert_into(member_emails::table)
+            .values(chunk)
+            .execute(inner))?;
+    }
+    Ok(())
+}
+
+/// Fills the filter columns and `member_emails` of the SCIM users after `after` (by id) that
+/// were stored before they existed (migration 000012), one batch; returns the last id done,
+/// `None` once none is left.
+pub fn index_stored_users(conn: &mut DbConn, after: &str) -> Result<Option<String>, Error> {
+    let batch: Vec<MemberRow> = members::table
+        .filter(members::scim_connection_id.is_not_null())
+        .filter(members::member_id.gt(after))
+        .order(members::member_id.asc())
+        .limit(super::SCAN_BATCH)
+        .select(MemberRow::as_select())
+        .load(conn)?;
+    let last = batch.last().map(|row| row.member_id.clone());
+    for row in batch {
+        let member = row.into_member()?;
+        diesel::update(members::table.find(&member.member_id))
+            .set(MemberRow::from_member(&member))
+            .execute(conn)?;
+        index_emails(conn, None, &member)?;
+    }
+    Ok(last)
 }
 
 /// The member `member_id` of the organization; another organization's answers 404.
@@ -245,6 +344,7 @@ pub fn insert(
         .values(MemberRow::from_member(member))
         .execute(conn)
         .map_err(|error| uniqueness(error, member))?;
+    index_emails(conn, None, member)?;
     count_users(conn, None, Some(member))?;
     record(conn, actor, event_type, member, None, None)
 }
@@ -318,6 +418,7 @@ pub fn update_with(
         // Another writer got in between our read and this write (PostgreSQL READ COMMITTED).
         return Err(Error::PreconditionFailed(before.version));
     }
+    index_emails(conn, Some(before), &after)?;
     count_users(conn, Some(before), Some(&after))?;
     // A status change is the news of a plain update; an adoption (member.scim_linked) stays
     // one, its previous values showing the status it had.

@@ -6,6 +6,7 @@ pub mod connections;
 pub mod discovery;
 pub mod email;
 pub mod events;
+pub mod filter_sql;
 pub mod member_roles;
 pub mod members;
 pub mod organizations;

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::connections::Tenant;
 use super::events::{self, previous_values, Event};
+use super::filter_sql::{self, unknown_column, Sql};
 use super::member_roles;
 use super::members::{lookup_key, MemberStatus};
 use super::scim_users::check_indexed_length;
@@ -19,13 +20,14 @@ use crate::db::schema::{group_members, members, scim_groups};
 use crate::db::DbConn;
 use crate::error::{Error, ScimType};
 use crate::scim::filter::{CompareOp, Filter, Literal, PatchPath};
-use crate::scim::list::{mentions, narrowings, required_equality, Bound, Narrowing};
+use crate::scim::list::{mentions, plan, Column, Columns, Condition};
 use crate::scim::patch::{self, Op, Operation, PatchRequest};
 use crate::scim::resource::{
     self, check_required, normalize_value, Attributes, Meta, ResourceRules,
 };
 use crate::scim::schema::GROUP_RESOURCE;
 use crate::scim::sort::Sort;
+use crate::{instant_sql, text_sql};
 
 /// Member ids looked up or written per statement.
 const ID_BATCH: usize = 500;
@@ -784,8 +786,9 @@ fn record_membership(
 }
 
 /// The page `window` asks for of the connection's groups matching `filter`, in creation
-/// order, with how many match. Equality on `id`, `displayName`, `externalId` and
-/// `members.value` uses an index; members are read only when the filter looks at them.
+/// order, with how many match. What the filter asks of the columns of [`GROUP_COLUMNS`] is
+/// answered by SQL on indexes (alone, when that is all it asks); members are read only when
+/// what is left of the filter looks at them.
 pub fn list(
     conn: &mut DbConn,
     tenant: &Tenant,
@@ -794,62 +797,25 @@ pub fn list(
     window: &Window,
     sort: Option<&Sort>,
 ) -> Result<Listed<Group>, Error> {
-    let connection_groups = || {
-        scim_groups::table
+    let rules = ResourceRules(&GROUP_RESOURCE);
+    let plan = filter.map(|filter| plan(filter, &GROUP_COLUMNS, &rules));
+    let exact = plan.as_ref().is_some_and(|plan| plan.exact);
+    let residual = filter.filter(|_| !exact);
+    let condition = plan.and_then(|plan| plan.condition);
+    let groups = || -> Result<_, Error> {
+        let query = scim_groups::table
             .filter(scim_groups::connection_id.eq(tenant.connection_id.as_str()))
-            .into_boxed()
+            .into_boxed();
+        Ok(match &condition {
+            Some(condition) => query.filter(group_sql(condition)?),
+            None => query,
+        })
     };
-    const INDEXED: &[(&str, Option<&str>)] = &[
-        ("id", None),
-        ("displayName", None),
-        ("externalId", None),
-        ("members", Some("value")),
-    ];
-    let indexed = filter.and_then(|filter| required_equality(filter, INDEXED));
-    let narrowed = filter.map_or_else(Vec::new, |filter| {
-        narrowings(filter, &["id", "meta", "members", "schemas"])
-    });
     let fetch = |conn: &mut DbConn, after: Option<&Position>| -> Result<Vec<Group>, Error> {
-        let mut query = connection_groups()
+        let mut query = groups()?
             .order((scim_groups::created_at.asc(), scim_groups::group_id.asc()))
             .limit(SCAN_BATCH)
             .select(GroupRow::as_select());
-        query = match indexed {
-            Some((("id", _), id)) => query.filter(scim_groups::group_id.eq(id.to_string())),
-            Some((("displayName", _), name)) => {
-                query.filter(scim_groups::display_name_key.eq(lookup_key(name)))
-            }
-            Some((("externalId", _), external_id)) => {
-                query.filter(scim_groups::external_id.eq(external_id.to_string()))
-            }
-            Some((("members", _), member_id)) => query.filter(
-                scim_groups::group_id.eq_any(
-                    group_members::table
-                        .filter(group_members::member_id.eq(member_id.to_string()))
-                        .select(group_members::group_id),
-                ),
-            ),
-            _ => query,
-        };
-        // What SQL can rule out before the filter runs here (scim::list::Narrowing).
-        for narrowing in &narrowed {
-            use scim_groups as g;
-            query = match narrowing {
-                Narrowing::Contains(text) => query.filter(
-                    lower(g::attributes)
-                        .like(crate::db::contains_pattern(text))
-                        .escape('\\'),
-                ),
-                // Groups have no `active`: such a filter matches none, in Rust.
-                Narrowing::Active(_) => query,
-                Narrowing::Meta { created, bound, at } => match (created, bound) {
-                    (true, Bound::AtOrAfter) => query.filter(g::created_at.ge(*at)),
-                    (true, Bound::AtOrBefore) => query.filter(g::created_at.le(*at)),
-                    (false, Bound::AtOrAfter) => query.filter(g::updated_at.ge(*at)),
-                    (false, Bound::AtOrBefore) => query.filter(g::updated_at.le(*at)),
-                },
-            };
-        }
         if let Some((created_at, group_id)) = after {
             // Index-friendly keyset condition (see scim_users::list).
             query = query.filter(
@@ -867,22 +833,21 @@ pub fn list(
             .collect()
     };
     let position = |group: &Group| (group.created_at, group.group_id.clone());
-    let needs_members = filter.is_some_and(|filter| mentions(filter, "members"))
+    let needs_members = residual.is_some_and(|filter| mentions(filter, "members"))
         || sort.is_some_and(|sort| sort.path.is("members"));
     list_window(
         conn,
         window,
-        filter,
+        residual,
         sort,
-        &ResourceRules(&GROUP_RESOURCE),
-        |conn| Ok(connection_groups().count().get_result::<i64>(conn)? as u64),
+        &rules,
+        |conn| Ok(groups()?.count().get_result::<i64>(conn)? as u64),
         |conn, sort, skip, count| {
             let ordered = match sort {
                 None => Some(
-                    connection_groups()
-                        .order((scim_groups::created_at.asc(), scim_groups::group_id.asc())),
+                    groups()?.order((scim_groups::created_at.asc(), scim_groups::group_id.asc())),
                 ),
-                Some(sort) => order_groups(connection_groups(), sort),
+                Some(sort) => order_groups(groups()?, sort),
             };
             ordered
                 .map(|query| page_of(conn, query, skip, count))
@@ -899,6 +864,66 @@ pub fn list(
             Ok(render(group, members.as_deref(), base_url))
         },
     )
+}
+
+/// The columns Group filters are answered from (scim::list::plan).
+const GROUP_COLUMNS: Columns = Columns {
+    columns: &[
+        ("id", Column::Text { lowercased: false }),
+        ("displayName", Column::Text { lowercased: true }),
+        ("externalId", Column::Text { lowercased: false }),
+        ("meta.created", Column::Instant),
+        ("meta.lastModified", Column::Instant),
+        ("members.value", Column::Text { lowercased: false }),
+    ],
+    elements: &["members"],
+    stored_elsewhere: &["id", "meta", "members", "schemas"],
+};
+
+/// A planned Group filter condition as SQL over the connection's groups.
+fn group_sql(condition: &Condition) -> Result<Sql<scim_groups::table>, Error> {
+    use scim_groups as g;
+    filter_sql::condition(condition, &|leaf| {
+        Ok(match leaf {
+            Condition::Text { column, test } => match *column {
+                "id" => text_sql!(g::group_id.nullable(), test),
+                "displayName" => text_sql!(g::display_name_key.nullable(), test),
+                "externalId" => text_sql!(g::external_id, test),
+                _ => return Err(unknown_column(leaf)),
+            },
+            Condition::Instant { column, op, at } => match *column {
+                "meta.created" => instant_sql!(g::created_at, op, at),
+                "meta.lastModified" => instant_sql!(g::updated_at, op, at),
+                _ => return Err(unknown_column(leaf)),
+            },
+            Condition::Contains(text) => Box::new(
+                lower(g::attributes)
+                    .like(crate::db::contains_pattern(text))
+                    .escape('\\'),
+            ),
+            Condition::Element {
+                attribute: "members",
+                condition,
+            } => {
+                let element =
+                    filter_sql::condition::<group_members::table>(condition, &|leaf| match leaf {
+                        Condition::Text {
+                            column: "members.value",
+                            test,
+                        } => Ok(text_sql!(group_members::member_id.nullable(), test)),
+                        _ => Err(unknown_column(leaf)),
+                    })?;
+                Box::new(filter_sql::in_subquery(
+                    g::group_id,
+                    group_members::table
+                        .into_boxed()
+                        .filter(element)
+                        .select(group_members::group_id),
+                ))
+            }
+            _ => return Err(unknown_column(leaf)),
+        })
+    })
 }
 
 /// `count` groups of `query` (ordered) after skipping `skip`.

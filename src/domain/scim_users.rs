@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use serde_json::{Map, Value};
 
 use super::connections::Tenant;
+use super::filter_sql::{self, unknown_column, Sql};
 use super::member_roles;
 use super::members::{self, lookup_key, Member, MemberRow, MemberStatus, ScimRegistration};
 use super::scim_groups;
@@ -16,11 +17,12 @@ use crate::db::schema::members as members_table;
 use crate::db::DbConn;
 use crate::error::{Error, ScimType};
 use crate::scim::filter::Filter;
-use crate::scim::list::{mentions, narrowings, required_equality, Bound, Narrowing};
+use crate::scim::list::{mentions, plan, Column, Columns, Condition};
 use crate::scim::patch::{self, PatchRequest};
 use crate::scim::resource::{self, check_required, Attributes, Meta, ResourceRules};
 use crate::scim::schema::USER_RESOURCE;
 use crate::scim::sort::Sort;
+use crate::{instant_sql, text_sql};
 
 /// A group a user belongs to: (group id, displayName).
 pub type UserGroup = (String, String);
@@ -102,14 +104,27 @@ struct UserFields {
     attributes: Attributes,
 }
 
-/// The longest userName, externalId and email, in bytes: they are indexed, and an index
-/// entry has a size limit (PostgreSQL's is 2,704 bytes).
+/// The longest userName, externalId, displayName, name part and email, in bytes: they are
+/// indexed, and an index entry has a size limit (PostgreSQL's is 2,704 bytes).
 pub const MAX_INDEXED_BYTES: usize = 512;
 
 fn user_fields(attributes: Attributes) -> Result<UserFields, Error> {
     check_required(&USER_RESOURCE, &attributes)?;
-    for key in ["userName", "externalId"] {
+    for key in ["userName", "externalId", "displayName"] {
         check_indexed_length(key, attributes.get(key))?;
+    }
+    let name = attributes.get("name");
+    for key in ["givenName", "familyName"] {
+        check_indexed_length(&format!("name.{key}"), name.and_then(|name| name.get(key)))?;
+    }
+    for email in attributes
+        .get("emails")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        check_indexed_length("an emails value", email.get("value"))?;
+        check_indexed_length("an emails type", email.get("type"))?;
     }
     let active = attributes.get("active").and_then(Value::as_bool);
     let text = |key: &str| {
@@ -442,8 +457,9 @@ pub fn delete(
 }
 
 /// The page `window` asks for of the connection's users that match `filter`, in creation
-/// order or as `sort` says, with how many match in all. Equality on `id`, `userName` and `externalId` is
-/// answered from an index; anything else is evaluated on the connection's users in batches.
+/// order or as `sort` says, with how many match in all. What the filter asks of the columns
+/// of [`USER_COLUMNS`] is answered by SQL on indexes; when that is all it asks, SQL answers it
+/// alone, counts included. Anything else is evaluated on the rows SQL leaves, in batches.
 pub fn list(
     conn: &mut DbConn,
     tenant: &Tenant,
@@ -452,51 +468,26 @@ pub fn list(
     window: &Window,
     sort: Option<&Sort>,
 ) -> Result<Listed<Member>, Error> {
-    let indexed = filter.and_then(|filter| required_equality(filter, INDEXED));
-    let narrowed = filter.map_or_else(Vec::new, |filter| {
-        narrowings(filter, &["id", "meta", "groups", "schemas"])
-    });
+    let rules = ResourceRules(&USER_RESOURCE);
+    let plan = filter.map(|filter| plan(filter, &USER_COLUMNS, &rules));
+    let exact = plan.as_ref().is_some_and(|plan| plan.exact);
+    let residual = filter.filter(|_| !exact);
+    let condition = plan.and_then(|plan| plan.condition);
+    let users = || -> Result<_, Error> {
+        let query = live_users(tenant);
+        Ok(match &condition {
+            Some(condition) => query.filter(user_sql(condition, tenant)?),
+            None => query,
+        })
+    };
     let fetch = |conn: &mut DbConn, after: Option<&Position>| -> Result<Vec<Member>, Error> {
-        let mut query = live_users(tenant)
+        let mut query = users()?
             .order((
                 members_table::created_at.asc(),
                 members_table::member_id.asc(),
             ))
             .limit(SCAN_BATCH)
             .select(MemberRow::as_select());
-        query = match indexed {
-            Some((("id", _), id)) => query.filter(members_table::member_id.eq(id.to_string())),
-            Some((("userName", _), user_name)) => {
-                query.filter(members_table::scim_user_name_key.eq(lookup_key(user_name)))
-            }
-            Some((("externalId", _), external_id)) => {
-                query.filter(members_table::scim_external_id.eq(external_id.to_string()))
-            }
-            _ => query,
-        };
-        // What SQL can rule out before the filter runs here (scim::list::Narrowing).
-        for narrowing in &narrowed {
-            use members_table as m;
-            query = match narrowing {
-                Narrowing::Contains(text) => query.filter(
-                    lower(m::scim_attributes.assume_not_null())
-                        .like(crate::db::contains_pattern(text))
-                        .escape('\\'),
-                ),
-                Narrowing::Active(true) => {
-                    query.filter(m::status.eq(MemberStatus::Active.as_str()))
-                }
-                Narrowing::Active(false) => {
-                    query.filter(m::status.eq(MemberStatus::Inactive.as_str()))
-                }
-                Narrowing::Meta { created, bound, at } => match (created, bound) {
-                    (true, Bound::AtOrAfter) => query.filter(m::created_at.ge(*at)),
-                    (true, Bound::AtOrBefore) => query.filter(m::created_at.le(*at)),
-                    (false, Bound::AtOrAfter) => query.filter(m::updated_at.ge(*at)),
-                    (false, Bound::AtOrBefore) => query.filter(m::updated_at.le(*at)),
-                },
-            };
-        }
         if let Some((created_at, member_id)) = after {
             // ">= t and (> t or id >)" rather than "> t or (= t and id >)": PostgreSQL
             // range-scans the listing index for the first form and filters every row for the
@@ -516,22 +507,25 @@ pub fn list(
             .collect()
     };
     let position = |member: &Member| (member.created_at, member.member_id.clone());
-    let needs_groups = filter.is_some_and(|filter| mentions(filter, "groups"))
+    let needs_groups = residual.is_some_and(|filter| mentions(filter, "groups"))
         || sort.is_some_and(|sort| sort.path.is("groups"));
     list_window(
         conn,
         window,
-        filter,
+        residual,
         sort,
-        &ResourceRules(&USER_RESOURCE),
-        |conn| user_count(conn, tenant),
+        &rules,
+        |conn| match condition {
+            None => user_count(conn, tenant),
+            Some(_) => Ok(users()?.count().get_result::<i64>(conn)? as u64),
+        },
         |conn, sort, skip, count| {
             let ordered = match sort {
-                None => Some(live_users(tenant).order((
+                None => Some(users()?.order((
                     members_table::created_at.asc(),
                     members_table::member_id.asc(),
                 ))),
-                Some(sort) => order_users(live_users(tenant), sort),
+                Some(sort) => order_users(users()?, sort),
             };
             ordered
                 .map(|query| page_of(conn, query, skip, count))
@@ -551,6 +545,122 @@ pub fn list(
             Ok(render(member, &groups, base_url))
         },
     )
+}
+
+/// The columns User filters are answered from (scim::list::plan): each kept by
+/// `members::MemberRow` or `member_emails`, lowercased where the attribute compares
+/// ignoring case.
+const USER_COLUMNS: Columns = Columns {
+    columns: &[
+        ("id", Column::Text { lowercased: false }),
+        ("userName", Column::Text { lowercased: true }),
+        ("externalId", Column::Text { lowercased: false }),
+        ("displayName", Column::Text { lowercased: true }),
+        ("name.givenName", Column::Text { lowercased: true }),
+        ("name.familyName", Column::Text { lowercased: true }),
+        ("active", Column::Status),
+        ("meta.created", Column::Instant),
+        ("meta.lastModified", Column::Instant),
+        ("emails.value", Column::Text { lowercased: true }),
+        ("emails.type", Column::Text { lowercased: true }),
+        ("emails.primary", Column::Flag),
+        // Group ids are lowercase as made (domain::new_id), so an id is its own key.
+        ("groups.value", Column::Text { lowercased: true }),
+    ],
+    elements: &["emails", "groups"],
+    stored_elsewhere: &["id", "meta", "groups", "schemas"],
+};
+
+/// A planned User filter condition as SQL over the connection's members.
+fn user_sql(condition: &Condition, tenant: &Tenant) -> Result<Sql<members_table::table>, Error> {
+    use crate::db::schema::{group_members, member_emails};
+    use members_table as m;
+    filter_sql::condition(condition, &|leaf| {
+        Ok(match leaf {
+            Condition::Text { column, test } => match *column {
+                "id" => text_sql!(m::member_id.nullable(), test),
+                "userName" => text_sql!(m::scim_user_name_key, test),
+                "externalId" => text_sql!(m::scim_external_id, test),
+                "displayName" => text_sql!(m::scim_display_name_key, test),
+                "name.givenName" => text_sql!(m::scim_given_name_key, test),
+                "name.familyName" => text_sql!(m::scim_family_name_key, test),
+                _ => return Err(unknown_column(leaf)),
+            },
+            Condition::Instant { column, op, at } => match *column {
+                "meta.created" => instant_sql!(m::created_at, op, at),
+                "meta.lastModified" => instant_sql!(m::updated_at, op, at),
+                _ => return Err(unknown_column(leaf)),
+            },
+            Condition::Flag {
+                column: "active",
+                value,
+            } => {
+                let status = if *value {
+                    MemberStatus::Active
+                } else {
+                    MemberStatus::Inactive
+                };
+                Box::new(m::status.eq(status.as_str()))
+            }
+            Condition::Contains(text) => Box::new(
+                m::scim_attributes.is_not_null().and(
+                    lower(m::scim_attributes.assume_not_null())
+                        .like(crate::db::contains_pattern(text))
+                        .escape('\\'),
+                ),
+            ),
+            Condition::Element {
+                attribute: "emails",
+                condition,
+            } => {
+                use member_emails as e;
+                let element = filter_sql::condition::<e::table>(condition, &|leaf| {
+                    Ok(match leaf {
+                        Condition::Text { column, test } => match *column {
+                            "emails.value" => text_sql!(e::value_key, test),
+                            "emails.type" => text_sql!(e::type_key, test),
+                            _ => return Err(unknown_column(leaf)),
+                        },
+                        Condition::Flag {
+                            column: "emails.primary",
+                            value,
+                        } => Box::new(
+                            e::is_primary
+                                .is_not_null()
+                                .and(e::is_primary.assume_not_null().eq(*value)),
+                        ),
+                        _ => return Err(unknown_column(leaf)),
+                    })
+                })?;
+                Box::new(filter_sql::in_subquery(
+                    m::member_id,
+                    e::table
+                        .into_boxed()
+                        .filter(e::connection_id.eq(tenant.connection_id.clone()))
+                        .filter(element)
+                        .select(e::member_id),
+                ))
+            }
+            Condition::Element {
+                attribute: "groups",
+                condition,
+            } => {
+                use group_members as g;
+                let element = filter_sql::condition::<g::table>(condition, &|leaf| match leaf {
+                    Condition::Text {
+                        column: "groups.value",
+                        test,
+                    } => Ok(text_sql!(g::group_id.nullable(), test)),
+                    _ => Err(unknown_column(leaf)),
+                })?;
+                Box::new(filter_sql::in_subquery(
+                    m::member_id,
+                    g::table.into_boxed().filter(element).select(g::member_id),
+                ))
+            }
+            _ => return Err(unknown_column(leaf)),
+        })
+    })
 }
 
 /// `count` users of `query` (ordered) after skipping `skip`.
@@ -620,9 +730,6 @@ fn user_count(conn: &mut DbConn, tenant: &Tenant) -> Result<u64, Error> {
         .optional()?;
     Ok(count.unwrap_or(0).max(0) as u64)
 }
-
-/// The attributes whose equality an index answers.
-const INDEXED: &[(&str, Option<&str>)] = &[("id", None), ("userName", None), ("externalId", None)];
 
 /// The connection's users that are not deleted.
 fn live_users(

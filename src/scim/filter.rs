@@ -263,7 +263,7 @@ impl Filter {
     /// The operands of a chain of one connective, rightmost first: `a or b or c` parses as
     /// `Or(Or(a, b), c)`, and walking its left spine in a loop keeps a long chain off the stack.
     /// A filter that is not `and` or `or` is a chain of itself.
-    fn chain(&self) -> Chain<'_> {
+    pub fn chain(&self) -> Chain<'_> {
         Chain {
             rest: Some(self),
             connective: self.precedence(),
@@ -280,7 +280,7 @@ impl Filter {
 }
 
 /// See [`Filter::chain`].
-struct Chain<'f> {
+pub struct Chain<'f> {
     rest: Option<&'f Filter>,
     connective: Precedence,
 }
@@ -1074,7 +1074,7 @@ enum Case {
 }
 
 /// `path` as the schema knows it: inside a value path, `type` is `emails.type`.
-fn qualified<'p>(parent: Option<&AttrPath>, path: &'p AttrPath) -> Cow<'p, AttrPath> {
+pub fn qualified<'p>(parent: Option<&AttrPath>, path: &'p AttrPath) -> Cow<'p, AttrPath> {
     match parent {
         None => Cow::Borrowed(path),
         Some(parent) => Cow::Owned(AttrPath {
@@ -1107,6 +1107,12 @@ fn attribute<'v>(node: &'v Value, path: &AttrPath) -> Option<&'v Value> {
         None => member(node, &path.name)
             .or_else(|| member(member(node, ENTERPRISE_USER_URN)?, &path.name)),
     }
+}
+
+/// Whether `path` names an attribute at the top level of a resource: no URN, or a core
+/// schema's (`urn:ietf:params:scim:schemas:core:2.0:User:userName`).
+pub fn is_top_level(path: &AttrPath) -> bool {
+    path.urn.as_deref().is_none_or(is_core_schema)
 }
 
 fn is_core_schema(urn: &str) -> bool {
