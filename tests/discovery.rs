@@ -6,6 +6,10 @@ use serde_json::{json, Map, Value};
 
 const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const SERVICE_PROVIDER_CONFIG_URN: &str =
+    "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
+const RESOURCE_TYPE_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
+const SCHEMA_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 
 #[rstest]
 #[case::sqlite(Db::Sqlite)]
@@ -48,7 +52,10 @@ async fn discovery_describes_what_the_server_does(#[case] db: Db) {
         [
             USER_URN,
             ENTERPRISE_URN,
-            "urn:ietf:params:scim:schemas:core:2.0:Group"
+            "urn:ietf:params:scim:schemas:core:2.0:Group",
+            SERVICE_PROVIDER_CONFIG_URN,
+            RESOURCE_TYPE_URN,
+            SCHEMA_URN,
         ]
     );
     assert_eq!(
@@ -229,4 +236,125 @@ async fn search_by_post_answers_like_a_filtered_get(#[case] db: Db) {
         .post("/Users/.search", json!({"filter": "userName eq"}))
         .await;
     assert_eq!(bad.body["scimType"], "invalidFilter");
+}
+
+/// The keys of `document`, and of the objects in its complex attributes, that `schema` does
+/// not define. `schemas` and `meta` are on every resource and in no schema (RFC 7643 §3).
+fn undefined_keys(document: &Value, schema: &Value) -> Vec<String> {
+    let named = |attributes: &Value, key: &str| -> Option<Value> {
+        attributes
+            .as_array()?
+            .iter()
+            .find(|attribute| attribute["name"] == key)
+            .cloned()
+    };
+    let mut undefined = Vec::new();
+    for (key, value) in document.as_object().unwrap() {
+        if key == "schemas" || key == "meta" {
+            continue;
+        }
+        let Some(attribute) = named(&schema["attributes"], key) else {
+            undefined.push(key.clone());
+            continue;
+        };
+        let elements = match value {
+            Value::Array(elements) => elements.iter().collect(),
+            single => vec![single],
+        };
+        for sub_key in elements
+            .iter()
+            .filter_map(|e| e.as_object())
+            .flat_map(Map::keys)
+        {
+            if named(&attribute["subAttributes"], sub_key).is_none() {
+                undefined.push(format!("{key}.{sub_key}"));
+            }
+        }
+    }
+    undefined
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn the_discovery_resources_fit_the_meta_schemas_served_after_the_resource_schemas(
+    #[case] db: Db,
+) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+
+    let schemas = idp.get("/Schemas").await;
+    assert_eq!(schemas.body["totalResults"], 6, "{}", schemas.text);
+    let listed = schemas.body["Resources"].as_array().unwrap();
+    let ids: Vec<&str> = listed.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids[3..],
+        [SERVICE_PROVIDER_CONFIG_URN, RESOURCE_TYPE_URN, SCHEMA_URN]
+    );
+    let mut meta_schemas = Vec::new();
+    for (urn, listed) in ids[3..].iter().zip(&listed[3..]) {
+        let found = idp.get(&format!("/Schemas/{urn}")).await;
+        assert_eq!(found.status, 200, "{urn}: {}", found.text);
+        assert_eq!(found.body, *listed, "{urn}");
+        assert_eq!(found.body["meta"]["resourceType"], "Schema");
+        assert_eq!(
+            found.body["meta"]["location"],
+            format!("{}/Schemas/{urn}", idp.base)
+        );
+        meta_schemas.push(found.body);
+    }
+
+    let config = idp.get("/ServiceProviderConfig").await;
+    assert_eq!(
+        undefined_keys(&config.body, &meta_schemas[0]),
+        Vec::<String>::new()
+    );
+    let types = idp.get("/ResourceTypes").await;
+    for resource_type in types.body["Resources"].as_array().unwrap() {
+        assert_eq!(
+            undefined_keys(resource_type, &meta_schemas[1]),
+            Vec::<String>::new(),
+            "{}",
+            resource_type["id"]
+        );
+    }
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn ordering_a_boolean_is_an_invalid_filter_wherever_users_are_listed(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    idp.post(
+        "/Users",
+        json!({"userName": "ada@acme.test", "active": true}),
+    )
+    .await;
+
+    let listed = idp.get("/Users?filter=active%20gt%20true").await;
+    assert_eq!(listed.status, 400, "{}", listed.text);
+    assert_eq!(listed.body["scimType"], "invalidFilter");
+    assert!(
+        listed.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gt cannot compare active"),
+        "{}",
+        listed.text
+    );
+    for path in ["/Users/.search", "/.search"] {
+        let searched = idp.post(path, json!({"filter": "active le false"})).await;
+        assert_eq!(searched.status, 400, "{path}: {}", searched.text);
+        assert_eq!(searched.body["scimType"], "invalidFilter", "{path}");
+    }
+
+    let compared = idp.get("/Users?filter=active%20eq%20true").await;
+    assert_eq!(compared.body["totalResults"], 1, "{}", compared.text);
+    // Groups have no `active`: an unknown attribute matches nothing.
+    let groups = idp.get("/Groups?filter=active%20gt%20true").await;
+    assert_eq!(groups.status, 200, "{}", groups.text);
+    assert_eq!(groups.body["totalResults"], 0);
 }

@@ -21,7 +21,7 @@ use crate::scim::bulk;
 use crate::scim::discovery;
 use crate::scim::filter::Filter;
 use crate::scim::patch::PatchRequest;
-use crate::scim::resource::{etag, parse_selectors, project, Selector};
+use crate::scim::resource::{etag, parse_selectors, project, ResourceRules, Selector};
 use crate::scim::schema::{ResourceType, GROUP_RESOURCE, USER_RESOURCE};
 use crate::scim::sort::Sort;
 use crate::scim::ListResponse;
@@ -174,7 +174,12 @@ fn projection(pairs: &[(String, String)]) -> Projection {
     }
 }
 
-fn list_query(pairs: &[(String, String)]) -> Result<ListQuery, Error> {
+/// The list parameters of a GET, or of a SearchRequest turned into pairs; `searched` are the
+/// resource types whose schemas the filter must fit.
+fn list_query(
+    pairs: &[(String, String)],
+    searched: &[&'static ResourceType],
+) -> Result<ListQuery, Error> {
     let number = |name: &str| -> Result<Option<i64>, Error> {
         param(pairs, name)
             .map(|value| {
@@ -197,7 +202,13 @@ fn list_query(pairs: &[(String, String)]) -> Result<ListQuery, Error> {
                 format!("the filter is longer than {MAX_FILTER_BYTES} bytes"),
             ))
         }
-        Some(filter) => Some(Filter::parse(filter)?),
+        Some(filter) => {
+            let filter = Filter::parse(filter)?;
+            for resource_type in searched {
+                ResourceRules(resource_type).check_ordering(&filter)?;
+            }
+            Some(filter)
+        }
         None => None,
     };
     Ok(ListQuery {
@@ -364,9 +375,8 @@ async fn list_users(
     tenant: ScimTenant,
     query: QueryPairs,
 ) -> Result<HttpResponse, Error> {
-    Collection::Users
-        .respond(&state, &req, tenant, list_query(&query)?)
-        .await
+    let query = list_query(&query, &[&USER_RESOURCE])?;
+    Collection::Users.respond(&state, &req, tenant, query).await
 }
 
 async fn list_groups(
@@ -375,8 +385,9 @@ async fn list_groups(
     tenant: ScimTenant,
     query: QueryPairs,
 ) -> Result<HttpResponse, Error> {
+    let query = list_query(&query, &[&GROUP_RESOURCE])?;
     Collection::Groups
-        .respond(&state, &req, tenant, list_query(&query)?)
+        .respond(&state, &req, tenant, query)
         .await
 }
 
@@ -386,9 +397,8 @@ async fn search_users(
     tenant: ScimTenant,
     body: ScimJson,
 ) -> Result<HttpResponse, Error> {
-    Collection::Users
-        .respond(&state, &req, tenant, search_query(&body.0)?)
-        .await
+    let query = search_query(&body.0, &[&USER_RESOURCE])?;
+    Collection::Users.respond(&state, &req, tenant, query).await
 }
 
 async fn search_groups(
@@ -397,8 +407,9 @@ async fn search_groups(
     tenant: ScimTenant,
     body: ScimJson,
 ) -> Result<HttpResponse, Error> {
+    let query = search_query(&body.0, &[&GROUP_RESOURCE])?;
     Collection::Groups
-        .respond(&state, &req, tenant, search_query(&body.0)?)
+        .respond(&state, &req, tenant, query)
         .await
 }
 
@@ -669,7 +680,7 @@ struct SearchRequest {
 }
 
 /// The same pairs a GET would carry, so both go through one `list_query`.
-fn search_query(body: &Value) -> Result<ListQuery, Error> {
+fn search_query(body: &Value, searched: &[&'static ResourceType]) -> Result<ListQuery, Error> {
     let lowered: serde_json::Map<String, Value> = match body {
         Value::Object(object) => object
             .iter()
@@ -724,7 +735,7 @@ fn search_query(body: &Value) -> Result<ListQuery, Error> {
     push("cursor", request.cursor);
     push("sortBy", request.sort_by);
     push("sortOrder", request.sort_order);
-    list_query(&pairs)
+    list_query(&pairs, searched)
 }
 
 /// `POST /.search` across resource types: users first, then groups, paged as one list by
@@ -735,7 +746,7 @@ async fn search_all(
     tenant: ScimTenant,
     body: ScimJson,
 ) -> Result<HttpResponse, Error> {
-    let users_query = search_query(&body.0)?;
+    let users_query = search_query(&body.0, discovery::RESOURCE_TYPES)?;
     let Window::Index { start_index, count } = users_query.window else {
         return Err(Error::scim(
             ScimType::InvalidValue,

@@ -5,17 +5,20 @@
 use serde_json::{json, Map, Value};
 
 use super::schema::{
-    Attribute, Kind, Mutability, ResourceType, Returned, Schema, Uniqueness, GROUP_RESOURCE,
-    USER_RESOURCE,
+    Attribute, Mutability, ResourceType, Returned, Schema, Uniqueness, GROUP_RESOURCE,
+    RESOURCE_TYPE_SCHEMA, RESOURCE_TYPE_URN, SCHEMA_SCHEMA, SCHEMA_URN,
+    SERVICE_PROVIDER_CONFIG_SCHEMA, SERVICE_PROVIDER_CONFIG_URN, USER_RESOURCE,
 };
-
-pub const SERVICE_PROVIDER_CONFIG_URN: &str =
-    "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
-pub const RESOURCE_TYPE_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
-pub const SCHEMA_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 
 /// The resource types this server serves.
 pub const RESOURCE_TYPES: &[&ResourceType] = &[&USER_RESOURCE, &GROUP_RESOURCE];
+
+/// The schemas of the discovery resources themselves (RFC 7643 §7, §8.7.2).
+const META_SCHEMAS: &[&Schema] = &[
+    &SERVICE_PROVIDER_CONFIG_SCHEMA,
+    &RESOURCE_TYPE_SCHEMA,
+    &SCHEMA_SCHEMA,
+];
 
 /// What the server supports, as RFC 7643 §5 describes it. `maxResults` and the page sizes are
 /// the list limits the endpoints enforce.
@@ -86,13 +89,14 @@ pub fn resource_type(resource_type: &ResourceType, base: &str) -> Value {
     })
 }
 
-/// The schemas of the served resource types, core first.
+/// The schemas of the served resource types, core first, then those of the discovery resources.
 pub fn schemas() -> Vec<&'static Schema> {
     RESOURCE_TYPES
         .iter()
         .flat_map(|resource_type| {
             std::iter::once(resource_type.core).chain(resource_type.extensions.iter().copied())
         })
+        .chain(META_SCHEMAS.iter().copied())
         .collect()
 }
 
@@ -113,7 +117,7 @@ pub fn schema(schema: &Schema, base: &str) -> Value {
 fn attribute(attribute: &Attribute) -> Value {
     let mut out = Map::new();
     out.insert("name".into(), json!(attribute.name));
-    out.insert("type".into(), json!(kind(attribute.kind)));
+    out.insert("type".into(), json!(attribute.kind.as_str()));
     out.insert("multiValued".into(), json!(attribute.multi_valued));
     out.insert("description".into(), json!(attribute.description));
     out.insert("required".into(), json!(attribute.required));
@@ -140,19 +144,6 @@ fn attribute(attribute: &Attribute) -> Value {
         );
     }
     Value::Object(out)
-}
-
-fn kind(kind: Kind) -> &'static str {
-    match kind {
-        Kind::String => "string",
-        Kind::Boolean => "boolean",
-        Kind::Decimal => "decimal",
-        Kind::Integer => "integer",
-        Kind::DateTime => "dateTime",
-        Kind::Reference => "reference",
-        Kind::Binary => "binary",
-        Kind::Complex => "complex",
-    }
 }
 
 fn mutability(mutability: Mutability) -> &'static str {
@@ -203,5 +194,77 @@ mod tests {
             user["meta"]["location"],
             format!("http://x/scim/v2/Schemas/{}", USER_RESOURCE.core.id)
         );
+    }
+
+    /// The keys of `document` that `attributes` (rendered attribute definitions) do not
+    /// describe, followed into the elements of complex values.
+    fn undescribed(document: &Value, attributes: &Value, at: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let Some(object) = document.as_object() else {
+            return found;
+        };
+        for (key, value) in object {
+            let described = attributes
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|attribute| attribute["name"] == key.as_str());
+            match described {
+                None => found.push(format!("{at}{key}")),
+                Some(attribute) if attribute["type"] == "complex" => {
+                    let elements = match value {
+                        Value::Array(elements) => elements.iter().collect(),
+                        single => vec![single],
+                    };
+                    for element in elements {
+                        found.extend(undescribed(
+                            element,
+                            &attribute["subAttributes"],
+                            &format!("{at}{key}."),
+                        ));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_schema_served_fits_the_schema_schema_at_every_depth() {
+        let meta_schema = schema(&SCHEMA_SCHEMA, "http://x/scim/v2");
+        for served in schemas() {
+            let mut rendered = schema(served, "http://x/scim/v2");
+            // Every resource has these (RFC 7643 §3); no schema lists them.
+            let object = rendered.as_object_mut().unwrap();
+            object.remove("schemas");
+            object.remove("meta");
+            // The Schema schema describes `subAttributes` one level deep (RFC 7643 §8.7.2), so
+            // its own `subAttributes`, which holds sub-attributes of its own, is past the end.
+            let past_the_end: &[&str] = if served.id == SCHEMA_URN {
+                &["attributes.subAttributes.subAttributes"]
+            } else {
+                &[]
+            };
+            assert_eq!(
+                undescribed(&rendered, &meta_schema["attributes"], ""),
+                past_the_end,
+                "{}",
+                served.id
+            );
+        }
+    }
+
+    #[test]
+    fn the_schema_schema_describes_sub_attributes_one_level_deep() {
+        let attributes = SCHEMA_SCHEMA.attribute("attributes").unwrap();
+        let sub_attributes = attributes.sub_attribute("subAttributes").unwrap();
+        assert!(sub_attributes.multi_valued);
+        assert_eq!(
+            sub_attributes.sub_attributes.len() + 1,
+            attributes.sub_attributes.len()
+        );
+        assert!(sub_attributes.sub_attribute("subAttributes").is_none());
+        assert!(sub_attributes.sub_attribute("referenceTypes").is_some());
     }
 }

@@ -2,9 +2,12 @@
 //! stored, and how stored resources are rendered and projected. IdP quirks that concern the
 //! shape of values (IDP-QUIRKS 1, 2, 8, 9, 10, 17) are handled here, in one place.
 
+use std::borrow::Cow;
+
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 
+use super::filter::{qualified, AttrPath, AttributeRules, CompareOp, Filter};
 use super::schema::{
     Attribute, Kind, Mutability, ResourceType, Returned, Schema, COMMON_ATTRIBUTES,
 };
@@ -695,29 +698,86 @@ fn remove_selected(
     }
 }
 
-/// Case rules of a resource type's attributes, for evaluating filters (RFC 7643 §2.2
-/// `caseExact`): `id` and `externalId` compare exactly, `userName` and emails do not.
+/// What a resource type's schema says about filters on it: case rules (RFC 7643 §2.2
+/// `caseExact`: `id` and `externalId` compare exactly, `userName` and emails do not), and
+/// which attributes may be ordered.
 pub struct ResourceRules(pub &'static ResourceType);
 
-impl super::filter::AttributeRules for ResourceRules {
-    fn case_exact(&self, path: &super::filter::AttrPath) -> bool {
-        let Some((_, attribute)) = self.0.attribute(path.urn.as_deref(), &path.name) else {
-            return false;
-        };
+impl ResourceRules {
+    /// The attribute a comparison on `path` compares, if the schema has it.
+    fn compared(&self, path: &AttrPath) -> Option<&'static Attribute> {
+        let (_, attribute) = self.0.attribute(path.urn.as_deref(), &path.name)?;
         match (&path.sub, attribute.sub_attribute("value")) {
-            (Some(sub), _) => attribute
-                .sub_attribute(sub)
-                .is_some_and(|sub| sub.case_exact),
+            (Some(sub), _) => attribute.sub_attribute(sub),
             // `emails eq "x"` compares each element's value.
-            (None, Some(value)) if attribute.kind == Kind::Complex => value.case_exact,
-            (None, _) => attribute.case_exact,
+            (None, Some(value)) if attribute.kind == Kind::Complex => Some(value),
+            (None, _) => Some(attribute),
         }
+    }
+
+    /// Refuses a filter that orders a boolean or binary attribute: RFC 7644 §3.4.2.2 says that
+    /// for `gt`, `ge`, `lt` and `le` they "SHALL cause a failed response (i.e., HTTP 400 Bad
+    /// Request with scimType of invalidFilter)". An attribute the schema does not have is let
+    /// through, to match nothing.
+    ///
+    /// Paths are resolved as evaluation resolves them; a stack, not recursion, holds what is
+    /// left to look at, since an `and`/`or` chain may hang 1000 operands down its left spine.
+    pub fn check_ordering(&self, filter: &Filter) -> Result<(), Error> {
+        // Each part with the path of the value path it is inside, if any.
+        let mut pending: Vec<(&Filter, Option<Cow<'_, AttrPath>>)> = vec![(filter, None)];
+        while let Some((part, parent)) = pending.pop() {
+            match part {
+                Filter::Compare { path, op, .. } => {
+                    let path = qualified(parent.as_deref(), path);
+                    self.check_ordered(&path, *op)?;
+                }
+                Filter::Present(_) => {}
+                Filter::And(..) | Filter::Or(..) => {
+                    pending.extend(part.chain().map(|operand| (operand, parent.clone())));
+                }
+                Filter::Not(inner) => pending.push((inner, parent)),
+                Filter::ValuePath { path, filter } => {
+                    let element_path = qualified(parent.as_deref(), path);
+                    pending.push((filter, Some(element_path)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_ordered(&self, path: &AttrPath, op: CompareOp) -> Result<(), Error> {
+        if !matches!(
+            op,
+            CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
+        ) {
+            return Ok(());
+        }
+        match self.compared(path) {
+            Some(attribute) if matches!(attribute.kind, Kind::Boolean | Kind::Binary) => {
+                Err(Error::scim(
+                    ScimType::InvalidFilter,
+                    format!(
+                        "{op} cannot compare {path}, a {} attribute: boolean and binary values \
+                         have no order, so RFC 7644 §3.4.2.2 refuses gt, ge, lt and le on them",
+                        attribute.kind.as_str()
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl AttributeRules for ResourceRules {
+    fn case_exact(&self, path: &AttrPath) -> bool {
+        self.compared(path)
+            .is_some_and(|attribute| attribute.case_exact)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::schema::{ENTERPRISE_USER_URN, USER_RESOURCE};
+    use super::super::schema::{ENTERPRISE_USER_URN, GROUP_RESOURCE, USER_RESOURCE};
     use super::*;
     use serde_json::json;
 
@@ -857,5 +917,88 @@ mod tests {
             without,
             json!({"schemas": rendered["schemas"], "id": "1", "userName": "a", "name": {"givenName": "A"}})
         );
+    }
+
+    fn ordering_check(resource_type: &'static ResourceType, filter: &str) -> Result<(), Error> {
+        ResourceRules(resource_type).check_ordering(&Filter::parse(filter).unwrap())
+    }
+
+    #[test]
+    fn ordering_a_boolean_or_binary_attribute_is_an_invalid_filter_naming_both() {
+        for (filter, named) in [
+            (
+                "active gt true",
+                "gt cannot compare active, a boolean attribute",
+            ),
+            (
+                "emails[primary ge true]",
+                "ge cannot compare emails.primary",
+            ),
+            ("emails.primary lt true", "lt cannot compare emails.primary"),
+            (
+                "urn:ietf:params:scim:schemas:core:2.0:User:active le false",
+                "le cannot compare urn:ietf:params:scim:schemas:core:2.0:User:active",
+            ),
+            (r#"x509Certificates gt "MII""#, "a binary attribute"),
+            (
+                r#"x509Certificates[value lt "MII"]"#,
+                "x509Certificates.value",
+            ),
+            // IDP-QUIRKS 16: the comparison after the brackets is inside the value path.
+            (
+                r#"emails[type eq "work"].primary gt true"#,
+                "emails.primary",
+            ),
+            (
+                r#"userName eq "a" and not (ACTIVE GT true)"#,
+                "gt cannot compare ACTIVE",
+            ),
+        ] {
+            let error = ordering_check(&USER_RESOURCE, filter).unwrap_err();
+            assert_eq!(error.scim_type(), Some(ScimType::InvalidFilter), "{filter}");
+            let detail = error.to_string();
+            assert!(detail.contains(named), "{filter}: {detail}");
+            assert!(detail.contains("RFC 7644 §3.4.2.2"), "{filter}: {detail}");
+        }
+    }
+
+    #[test]
+    fn ordering_other_or_unknown_attributes_and_comparing_booleans_stay_valid() {
+        for filter in [
+            "active eq true",
+            "active ne false",
+            "emails[primary eq true]",
+            "active pr",
+            r#"userName gt "a""#,
+            r#"meta.lastModified ge "2026-01-01T00:00:00Z""#,
+            r#"emails[value lt "b"]"#,
+            // Unknown attributes match nothing rather than fail.
+            "shoeSize gt true",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:active gt true",
+            "name.active gt true",
+        ] {
+            assert!(ordering_check(&USER_RESOURCE, filter).is_ok(), "{filter}");
+        }
+        // A group has no `active`.
+        assert!(ordering_check(&GROUP_RESOURCE, "active gt true").is_ok());
+    }
+
+    #[test]
+    fn a_thousand_and_one_operand_chain_is_checked_in_a_small_stack() {
+        // The offending comparison is leftmost: the bottom of the left spine.
+        let chain = std::iter::once("active gt true")
+            .chain(std::iter::repeat_n(r#"userName eq "a""#, 1000))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let filter = Filter::parse(&chain).unwrap();
+        let rules = ResourceRules(&USER_RESOURCE);
+        std::thread::scope(|scope| {
+            // Far too small for a recursion 1000 frames deep.
+            let checked = std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn_scoped(scope, || rules.check_ordering(&filter).is_err())
+                .unwrap();
+            assert!(checked.join().unwrap());
+        });
     }
 }

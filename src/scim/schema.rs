@@ -5,6 +5,10 @@
 pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const ENTERPRISE_USER_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const SERVICE_PROVIDER_CONFIG_URN: &str =
+    "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
+pub const RESOURCE_TYPE_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
+pub const SCHEMA_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -16,6 +20,22 @@ pub enum Kind {
     Reference,
     Binary,
     Complex,
+}
+
+impl Kind {
+    /// The name RFC 7643 §2.3 gives the type, as a schema's `type` carries it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Boolean => "boolean",
+            Kind::Decimal => "decimal",
+            Kind::Integer => "integer",
+            Kind::DateTime => "dateTime",
+            Kind::Reference => "reference",
+            Kind::Binary => "binary",
+            Kind::Complex => "complex",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -483,6 +503,392 @@ pub static GROUP_RESOURCE: ResourceType = ResourceType {
     description: "Group",
     core: &GROUP,
     extensions: &[],
+};
+
+// ---------------------------------------------------------------------------------------------
+// The schemas of the discovery resources, as RFC 7643 §8.7.2 gives them: every attribute
+// readOnly, and characteristics its JSON leaves out at the defaults of RFC 7643 §2.2.
+
+const SUPPORTED: Attribute = Attribute::new(
+    "supported",
+    Kind::Boolean,
+    "A Boolean value specifying whether or not the operation is supported.",
+)
+.required()
+.read_only();
+
+const BULK_SUBS: &[Attribute] = &[
+    SUPPORTED,
+    Attribute::new(
+        "maxOperations",
+        Kind::Integer,
+        "An integer value specifying the maximum number of operations.",
+    )
+    .required()
+    .read_only(),
+    Attribute::new(
+        "maxPayloadSize",
+        Kind::Integer,
+        "An integer value specifying the maximum payload size in bytes.",
+    )
+    .required()
+    .read_only(),
+];
+
+const FILTER_SUBS: &[Attribute] = &[
+    SUPPORTED,
+    Attribute::new(
+        "maxResults",
+        Kind::Integer,
+        "An integer value specifying the maximum number of resources returned in a response.",
+    )
+    .required()
+    .read_only(),
+];
+
+const AUTHENTICATION_SCHEME_SUBS: &[Attribute] = &[
+    // RFC 7643 §5 defines `type` (REQUIRED) though §8.7.2's JSON leaves it out.
+    Attribute::string("type", "The authentication scheme.")
+        .required()
+        .canonical(&[
+            "oauth",
+            "oauth2",
+            "oauthbearertoken",
+            "httpbasic",
+            "httpdigest",
+        ])
+        .read_only(),
+    Attribute::string(
+        "name",
+        "The common authentication scheme name, e.g., HTTP Basic.",
+    )
+    .required()
+    .read_only(),
+    Attribute::string("description", "A description of the authentication scheme.")
+        .required()
+        .read_only(),
+    Attribute::new(
+        "specUri",
+        Kind::Reference,
+        "An HTTP-addressable URL pointing to the authentication scheme's specification.",
+    )
+    .references(&["external"])
+    .read_only(),
+    Attribute::new(
+        "documentationUri",
+        Kind::Reference,
+        "An HTTP-addressable URL pointing to the authentication scheme's usage documentation.",
+    )
+    .references(&["external"])
+    .read_only(),
+    // Every multi-valued attribute may mark its preferred element (RFC 7643 §2.4); RFC 7643
+    // §8.5's example marks the primary scheme so, and so does this server.
+    Attribute::new(
+        "primary",
+        Kind::Boolean,
+        "Whether this is the preferred authentication scheme.",
+    )
+    .read_only(),
+];
+
+/// What RFC 9865 §4 defines inside `pagination`.
+const PAGINATION_SUBS: &[Attribute] = &[
+    Attribute::new(
+        "cursor",
+        Kind::Boolean,
+        "A Boolean value specifying support of cursor-based pagination.",
+    )
+    .required()
+    .read_only(),
+    Attribute::new(
+        "index",
+        Kind::Boolean,
+        "A Boolean value specifying support of index-based pagination.",
+    )
+    .required()
+    .read_only(),
+    Attribute::string(
+        "defaultPaginationMethod",
+        "The pagination method used when the client names none.",
+    )
+    .canonical(&["cursor", "index"])
+    .read_only(),
+    Attribute::new(
+        "defaultPageSize",
+        Kind::Integer,
+        "The number of results in a page when the query gives no count.",
+    )
+    .read_only(),
+    Attribute::new(
+        "maxPageSize",
+        Kind::Integer,
+        "The most results a page holds, whatever count the query gives.",
+    )
+    .read_only(),
+    Attribute::new(
+        "cursorTimeout",
+        Kind::Integer,
+        "The least number of seconds a cursor stays valid between page requests.",
+    )
+    .read_only(),
+];
+
+pub static SERVICE_PROVIDER_CONFIG_SCHEMA: Schema = Schema {
+    id: SERVICE_PROVIDER_CONFIG_URN,
+    name: "Service Provider Configuration",
+    description: "Schema for representing the service provider's configuration",
+    attributes: &[
+        Attribute::new(
+            "documentationUri",
+            Kind::Reference,
+            "An HTTP-addressable URL of the service provider's human-consumable help.",
+        )
+        .references(&["external"])
+        .read_only(),
+        Attribute::complex(
+            "patch",
+            &[SUPPORTED],
+            "A complex type that specifies PATCH configuration options.",
+        )
+        .required()
+        .read_only(),
+        Attribute::complex(
+            "bulk",
+            BULK_SUBS,
+            "A complex type that specifies bulk configuration options.",
+        )
+        .required()
+        .read_only(),
+        Attribute::complex(
+            "filter",
+            FILTER_SUBS,
+            "A complex type that specifies FILTER options.",
+        )
+        .required()
+        .read_only(),
+        Attribute::complex(
+            "changePassword",
+            &[SUPPORTED],
+            "A complex type that specifies configuration options related to changing a password.",
+        )
+        .required()
+        .read_only(),
+        Attribute::complex(
+            "sort",
+            &[SUPPORTED],
+            "A complex type that specifies sort result options.",
+        )
+        .required()
+        .read_only(),
+        // RFC 7643 §5 defines `etag` (REQUIRED) though §8.7.2's JSON leaves it out.
+        Attribute::complex(
+            "etag",
+            &[SUPPORTED],
+            "A complex type that specifies ETag configuration options.",
+        )
+        .required()
+        .read_only(),
+        Attribute::complex(
+            "authenticationSchemes",
+            AUTHENTICATION_SCHEME_SUBS,
+            "A complex type that specifies supported authentication scheme properties.",
+        )
+        .multi()
+        .required()
+        .read_only(),
+        // Not in RFC 7643: RFC 9865 §4 adds it for cursor paging, which this server offers.
+        Attribute::complex(
+            "pagination",
+            PAGINATION_SUBS,
+            "A complex type that indicates pagination configuration options.",
+        )
+        .read_only(),
+    ],
+};
+
+const SCHEMA_EXTENSION_SUBS: &[Attribute] = &[
+    Attribute::new("schema", Kind::Reference, "The URI of a schema extension.")
+        .references(&["uri"])
+        .required()
+        .case_exact()
+        .read_only(),
+    Attribute::new(
+        "required",
+        Kind::Boolean,
+        "Whether a resource of this type must include this schema extension.",
+    )
+    .required()
+    .read_only(),
+];
+
+pub static RESOURCE_TYPE_SCHEMA: Schema = Schema {
+    id: RESOURCE_TYPE_URN,
+    name: "ResourceType",
+    description: "Specifies the schema that describes a SCIM resource type",
+    attributes: &[
+        Attribute::string(
+            "id",
+            "The resource type's server unique id. May be the same as the 'name' attribute.",
+        )
+        .read_only(),
+        Attribute::string("name", "The resource type name, e.g., 'User'.")
+            .required()
+            .read_only(),
+        Attribute::string(
+            "description",
+            "The resource type's human-readable description.",
+        )
+        .read_only(),
+        Attribute::new(
+            "endpoint",
+            Kind::Reference,
+            "The resource type's HTTP-addressable endpoint relative to the Base URL.",
+        )
+        .references(&["uri"])
+        .required()
+        .read_only(),
+        Attribute::new(
+            "schema",
+            Kind::Reference,
+            "The resource type's primary/base schema URI.",
+        )
+        .references(&["uri"])
+        .required()
+        .case_exact()
+        .read_only(),
+        // §8.7.2's JSON says single-valued, but RFC 7643 §6 calls it "a list" and RFC 7644
+        // §4's example sends an array, as this server does.
+        Attribute::complex(
+            "schemaExtensions",
+            SCHEMA_EXTENSION_SUBS,
+            "A list of URIs of the resource type's schema extensions.",
+        )
+        .multi()
+        .required()
+        .read_only(),
+    ],
+};
+
+/// What describes one attribute (RFC 7643 §7). `attributes` holds these and `subAttributes`;
+/// `subAttributes` holds these again, which is as deep as RFC 7643 §8.7.2 describes it.
+///
+/// §8.7.2's JSON makes `referenceTypes` single-valued one level down only; it is a list at both
+/// levels here, as every schema renders it.
+const CHARACTERISTICS: [Attribute; 11] = [
+    Attribute::string("name", "The attribute's name.")
+        .required()
+        .case_exact()
+        .read_only(),
+    // `binary` is RFC 7643 §2.3.6's, and `x509Certificates.value` has it (§8.7.1), though the
+    // list in §7 and §8.7.2 leaves it out.
+    Attribute::string("type", "The attribute's data type.")
+        .required()
+        .canonical(&[
+            "string",
+            "complex",
+            "boolean",
+            "decimal",
+            "integer",
+            "dateTime",
+            "reference",
+            "binary",
+        ])
+        .read_only(),
+    Attribute::new(
+        "multiValued",
+        Kind::Boolean,
+        "A Boolean value indicating an attribute's plurality.",
+    )
+    .required()
+    .read_only(),
+    Attribute::string(
+        "description",
+        "A human-readable description of the attribute.",
+    )
+    .case_exact()
+    .read_only(),
+    Attribute::new(
+        "required",
+        Kind::Boolean,
+        "A boolean value indicating whether or not the attribute is required.",
+    )
+    .read_only(),
+    Attribute::string("canonicalValues", "A collection of canonical values.")
+        .multi()
+        .case_exact()
+        .read_only(),
+    Attribute::new(
+        "caseExact",
+        Kind::Boolean,
+        "A Boolean value indicating whether or not a string attribute is case sensitive.",
+    )
+    .read_only(),
+    Attribute::string(
+        "mutability",
+        "Indicates whether or not an attribute is modifiable.",
+    )
+    .case_exact()
+    .canonical(&["readOnly", "readWrite", "immutable", "writeOnly"])
+    .read_only(),
+    Attribute::string(
+        "returned",
+        "Indicates when an attribute is returned in a response (e.g., to a query).",
+    )
+    .case_exact()
+    .canonical(&["always", "never", "default", "request"])
+    .read_only(),
+    Attribute::string("uniqueness", "Indicates how unique a value must be.")
+        .case_exact()
+        .canonical(&["none", "server", "global"])
+        .read_only(),
+    Attribute::string(
+        "referenceTypes",
+        "The SCIM resource types, or 'external' or 'uri', a reference attribute may refer to.",
+    )
+    .multi()
+    .case_exact()
+    .read_only(),
+];
+
+/// [`CHARACTERISTICS`], then `subAttributes`: copied in a loop, since a const cannot
+/// concatenate arrays.
+const SCHEMA_ATTRIBUTE_SUBS: [Attribute; 12] = {
+    let mut subs = [Attribute::complex(
+        "subAttributes",
+        &CHARACTERISTICS,
+        "Used to define the sub-attributes of a complex attribute.",
+    )
+    .multi()
+    .read_only(); 12];
+    let mut index = 0;
+    while index < CHARACTERISTICS.len() {
+        subs[index] = CHARACTERISTICS[index];
+        index += 1;
+    }
+    subs
+};
+
+pub static SCHEMA_SCHEMA: Schema = Schema {
+    id: SCHEMA_URN,
+    name: "Schema",
+    description: "Specifies the schema that describes a SCIM schema",
+    attributes: &[
+        Attribute::string("id", "The unique URI of the schema.")
+            .required()
+            .read_only(),
+        Attribute::string("name", "The schema's human-readable name, e.g., 'User'.")
+            .required()
+            .read_only(),
+        Attribute::string("description", "The schema's human-readable description.").read_only(),
+        Attribute::complex(
+            "attributes",
+            &SCHEMA_ATTRIBUTE_SUBS,
+            "A complex attribute that includes the attributes of a schema.",
+        )
+        .multi()
+        .required()
+        .read_only(),
+    ],
 };
 
 #[cfg(test)]
