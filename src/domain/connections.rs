@@ -535,7 +535,7 @@ fn record(
     connection: &Connection,
     event_type: &'static str,
     previous: Option<Value>,
-) -> Result<i64, Error> {
+) -> Result<(), Error> {
     events::record(
         conn,
         &connection.organization_id,
@@ -546,7 +546,8 @@ fn record(
             data: to_value(connection),
             previous,
         },
-    )
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

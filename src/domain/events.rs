@@ -88,7 +88,7 @@ fn next_numbers(conn: &mut DbConn, organization_id: &str) -> Result<(i64, i64), 
     }
 }
 
-/// Records `event` for `organization_id` and returns its sequence number.
+/// Records `event` for `organization_id` and returns its place in the feed.
 ///
 /// The number comes from the organization's row, incremented in this transaction: the update
 /// holds that row's lock until commit (PostgreSQL) or the database's write lock (SQLite), so
@@ -98,7 +98,7 @@ pub fn record(
     organization_id: &str,
     actor: &Actor,
     event: Event<'_>,
-) -> Result<i64, Error> {
+) -> Result<FeedCursor, Error> {
     let (sequence, log_position) = next_numbers(conn, organization_id)?;
     diesel::insert_into(events::table)
         .values(NewEventRow {
@@ -116,7 +116,11 @@ pub fn record(
         })
         .execute(conn)?;
     RECORDED.with(|recorded| recorded.set(true));
-    Ok(sequence)
+    Ok(FeedCursor {
+        log_position,
+        organization_id: organization_id.to_string(),
+        sequence,
+    })
 }
 
 /// A place in the feed: after the event at (`log_position`, organization, `sequence`).

@@ -320,7 +320,20 @@ pub fn create(
         ))
         .execute(conn)?;
     let webhook = find(conn, &webhook_id, None)?;
-    record(conn, actor, &webhook, "webhook.created", None)?;
+    if let Some(created) = record(conn, actor, &webhook, "webhook.created", None)? {
+        // An organization's endpoint starts at its own `webhook.created`: every event of the
+        // organization before it is older, every one after newer. On PostgreSQL, feed_end
+        // sees only events below the horizon, so it may stand before events that committed
+        // just before this one, which the endpoint would then receive.
+        diesel::update(webhooks::table.find(&webhook_id))
+            .set((
+                webhooks::cursor_position.eq(created.log_position),
+                webhooks::cursor_sequence.eq(created.sequence - 1),
+                webhooks::cursor_organization_id.eq(&created.organization_id),
+            ))
+            .execute(conn)?;
+        return Ok((find(conn, &webhook_id, None)?, secret));
+    }
     Ok((webhook, secret))
 }
 
@@ -414,7 +427,8 @@ pub fn delete(
 ) -> Result<(), Error> {
     let webhook = find(conn, webhook_id, only)?;
     diesel::delete(webhooks::table.find(webhook_id)).execute(conn)?;
-    record(conn, actor, &webhook, "webhook.deleted", None)
+    record(conn, actor, &webhook, "webhook.deleted", None)?;
+    Ok(())
 }
 
 /// Delivers again everything after `after` (a cursor of /v1/events; `None`: every event
@@ -447,18 +461,18 @@ pub fn replay(
     Ok(webhook)
 }
 
-/// Records an organization's webhook event; a global endpoint's changes are logged instead
-/// (the event log is per organization).
+/// Records an organization's webhook event and returns its place in the feed; a global
+/// endpoint's changes are logged instead (the event log is per organization).
 fn record(
     conn: &mut DbConn,
     actor: &Actor,
     webhook: &Webhook,
     event_type: &'static str,
     details: Option<Value>,
-) -> Result<(), Error> {
+) -> Result<Option<FeedCursor>, Error> {
     let Some(organization_id) = &webhook.organization_id else {
         log::info!("{event_type} {} ({})", webhook.webhook_id, actor.id);
-        return Ok(());
+        return Ok(None);
     };
     let mut data = serde_json::to_value(webhook).map_err(Error::internal)?;
     if let (Some(details), Value::Object(object)) = (details, &mut data) {
@@ -474,8 +488,8 @@ fn record(
             data,
             previous: None,
         },
-    )?;
-    Ok(())
+    )
+    .map(Some)
 }
 
 /// One delivery attempt, as the log shows it.
