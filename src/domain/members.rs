@@ -197,6 +197,66 @@ impl MemberRow {
     }
 }
 
+/// The columns of a member's row that a change sets: only those whose value changes. A
+/// database rewrites the entries of every index on a column an UPDATE sets, even to the same
+/// value, and a member row has a dozen indexes (email, userName, externalId, filters, listing).
+#[derive(AsChangeset)]
+#[diesel(table_name = members)]
+struct MemberChanges {
+    email_address: Option<String>,
+    email_key: Option<Option<String>>,
+    email_domain: Option<String>,
+    email_address_verified: Option<bool>,
+    status: Option<String>,
+    name: Option<String>,
+    is_breakglass: Option<bool>,
+    trusted_metadata: Option<String>,
+    untrusted_metadata: Option<String>,
+    scim_connection_id: Option<Option<String>>,
+    scim_user_name: Option<Option<String>>,
+    scim_user_name_key: Option<Option<String>>,
+    scim_external_id: Option<Option<String>>,
+    scim_attributes: Option<Option<String>>,
+    version: Option<i64>,
+    updated_at: Option<NaiveDateTime>,
+    scim_display_name_key: Option<Option<String>>,
+    scim_given_name_key: Option<Option<String>>,
+    scim_family_name_key: Option<Option<String>>,
+}
+
+impl MemberChanges {
+    fn between(before: &MemberRow, after: &MemberRow) -> Self {
+        macro_rules! changed {
+            ($($field:ident),*) => {
+                MemberChanges {
+                    $($field: (before.$field != after.$field).then(|| after.$field.clone()),)*
+                }
+            };
+        }
+        changed!(
+            email_address,
+            email_key,
+            email_domain,
+            email_address_verified,
+            status,
+            name,
+            is_breakglass,
+            trusted_metadata,
+            untrusted_metadata,
+            scim_connection_id,
+            scim_user_name,
+            scim_user_name_key,
+            scim_external_id,
+            scim_attributes,
+            version,
+            updated_at,
+            scim_display_name_key,
+            scim_given_name_key,
+            scim_family_name_key
+        )
+    }
+}
+
 /// One element of a SCIM user's `emails`, as `member_emails` keeps it for filters.
 #[derive(Debug, PartialEq, Insertable)]
 #[diesel(table_name = member_emails)]
@@ -411,7 +471,10 @@ pub fn update_with(
     after.updated_at = super::now();
     let updated = diesel::update(members::table.find(&before.member_id))
         .filter(members::version.eq(before.version))
-        .set(MemberRow::from_member(&after))
+        .set(MemberChanges::between(
+            &MemberRow::from_member(before),
+            &MemberRow::from_member(&after),
+        ))
         .execute(conn)
         .map_err(|error| uniqueness(error, &after))?;
     if updated == 0 {
