@@ -37,8 +37,20 @@ pub struct AppState {
     pub delivery: Option<delivery::Delivery>,
 }
 
-/// How often old events are pruned.
+/// How often old events are pruned, and SQLite's planner statistics refreshed.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Refreshes the database's planner statistics now and every hour (db::refresh_statistics),
+/// for as long as the server runs: a database that grows while it serves (an IdP's first
+/// sync) is planned by its present size.
+async fn refresh_statistics(state: web::Data<AppState>) {
+    loop {
+        if let Err(error) = api::with_db(&state, db::refresh_statistics).await {
+            log::warn!("refreshing planner statistics: {error}");
+        }
+        tokio::time::sleep(PRUNE_EVERY).await;
+    }
+}
 
 /// Deletes events older than `retention` now and every hour, for as long as the server runs.
 async fn prune_events(state: web::Data<AppState>, retention: std::time::Duration) {
@@ -76,6 +88,7 @@ pub fn server(
     if let Some(retention) = state.event_retention {
         actix_web::rt::spawn(prune_events(state.clone(), retention));
     }
+    actix_web::rt::spawn(refresh_statistics(state.clone()));
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

@@ -280,6 +280,8 @@ fn import_users(
             Ok::<(), Error>(())
         })?;
     }
+    // A large import changes the tables' shape: plan by it before anything serves from them.
+    db::refresh_statistics(&mut conn)?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(json!({
         "connection_id": connection,

@@ -252,6 +252,23 @@ where
     finish(conn, outcome)
 }
 
+/// Refreshes SQLite's planner statistics (`sqlite_stat1`); PostgreSQL keeps its own
+/// (autovacuum). Without statistics SQLite takes an equality on an index's first column to
+/// match about ten rows, so on a connection of 20,000 users it walked the listing index past
+/// all of them for `emails.value eq` or `userName eq a or userName eq b` instead of using
+/// their indexes (17 ms and 22 ms instead of under one, BENCHMARKS.md). `analysis_limit`
+/// samples each index, so this costs milliseconds at a million rows; it runs under the
+/// write lock.
+pub fn refresh_statistics(conn: &mut DbConn) -> Result<(), Error> {
+    if matches!(conn, DbConn::Sqlite(_)) {
+        write(conn, |tx| {
+            tx.batch_execute("PRAGMA analysis_limit = 1000; ANALYZE;")
+                .map_err(Error::from)
+        })?;
+    }
+    Ok(())
+}
+
 diesel::define_sql_function! {
     /// SQL `lower`. PostgreSQL folds all of Unicode, SQLite only ASCII: compare it with
     /// ASCII text, or accept the difference.

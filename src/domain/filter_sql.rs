@@ -161,3 +161,65 @@ where
         Ok(())
     }
 }
+
+/// `EXISTS (subquery)` with a boxed subquery, for the same reason as [`InSubquery`].
+#[derive(Debug)]
+pub struct Exists<S> {
+    subquery: S,
+}
+
+pub fn exists<S>(subquery: S) -> Exists<S> {
+    Exists { subquery }
+}
+
+impl<S> diesel::Expression for Exists<S> {
+    type SqlType = Bool;
+}
+
+impl<S, QS> diesel::AppearsOnTable<QS> for Exists<S> {}
+
+impl<S, QS> diesel::SelectableExpression<QS> for Exists<S> {}
+
+impl<S> diesel::expression::ValidGrouping<()> for Exists<S> {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl<S> diesel::query_builder::QueryId for Exists<S> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<S, DB> diesel::query_builder::QueryFragment<DB> for Exists<S>
+where
+    DB: diesel::backend::Backend,
+    S: diesel::query_builder::QueryFragment<DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        out.push_sql("EXISTS (");
+        self.subquery.walk_ast(out.reborrow())?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+/// Whether an element condition holds a test an index on the element's value can find rows
+/// by (`value eq`, `value sw`, alone or in an `and`): then the rows it finds drive the query
+/// (`IN`); otherwise each candidate is checked on its own rows (`EXISTS`), so that another,
+/// selective condition of the filter (`name.familyName eq … and (emails co … or …)`) decides
+/// which candidates there are.
+pub fn finds_by_value(condition: &Condition, value_column: &str) -> bool {
+    use crate::scim::list::TextTest;
+    match condition {
+        Condition::Text {
+            column,
+            test: TextTest::Equals(_) | TextTest::StartsWith(_),
+        } => *column == value_column,
+        Condition::All(operands) => operands
+            .iter()
+            .any(|operand| finds_by_value(operand, value_column)),
+        _ => false,
+    }
+}

@@ -632,14 +632,24 @@ fn user_sql(condition: &Condition, tenant: &Tenant) -> Result<Sql<members_table:
                         _ => return Err(unknown_column(leaf)),
                     })
                 })?;
-                Box::new(filter_sql::in_subquery(
-                    m::member_id,
-                    e::table
-                        .into_boxed()
-                        .filter(e::connection_id.eq(tenant.connection_id.clone()))
-                        .filter(element)
+                let rows = e::table
+                    .into_boxed()
+                    .filter(e::connection_id.eq(tenant.connection_id.clone()))
+                    .filter(element);
+                if filter_sql::finds_by_value(condition, "emails.value") {
+                    Box::new(filter_sql::in_subquery(
+                        m::member_id,
+                        rows.select(e::member_id),
+                    ))
+                } else {
+                    // Correlated with the member being tested: names of our own schema only.
+                    Box::new(filter_sql::exists(
+                        rows.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                            "member_emails.member_id = members.member_id",
+                        ))
                         .select(e::member_id),
-                ))
+                    ))
+                }
             }
             Condition::Element {
                 attribute: "groups",
