@@ -40,15 +40,15 @@ pub struct AppState {
 /// How often old events are pruned, and SQLite's planner statistics refreshed.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Refreshes the database's planner statistics now and every hour (db::refresh_statistics),
-/// for as long as the server runs: a database that grows while it serves (an IdP's first
-/// sync) is planned by its present size.
+/// Refreshes SQLite's planner statistics every hour (db::refresh_statistics; `scimd serve`
+/// does it once before serving), for as long as the server runs: a database that grows while
+/// it serves (an IdP's first sync) is planned by its present size.
 async fn refresh_statistics(state: web::Data<AppState>) {
     loop {
+        tokio::time::sleep(PRUNE_EVERY).await;
         if let Err(error) = api::with_db(&state, db::refresh_statistics).await {
             log::warn!("refreshing planner statistics: {error}");
         }
-        tokio::time::sleep(PRUNE_EVERY).await;
     }
 }
 
@@ -88,7 +88,9 @@ pub fn server(
     if let Some(retention) = state.event_retention {
         actix_web::rt::spawn(prune_events(state.clone(), retention));
     }
-    actix_web::rt::spawn(refresh_statistics(state.clone()));
+    if state.backend == db::Backend::Sqlite {
+        actix_web::rt::spawn(refresh_statistics(state.clone()));
+    }
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

@@ -309,6 +309,8 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<serde_json::Value, Error> {
         log::warn!("no SCIMD_JWT_SECRET or SCIMD_JWT_PUBLIC_KEY_FILE: the management API (/v1) refuses every request");
     }
     let pool = open(&cli.database, args.pool_size)?;
+    // Plan by the tables as they are now; server() refreshes this every hour.
+    db::refresh_statistics(&mut *pool.get()?)?;
     let backend = db::Manager::new(&cli.database.database_url).backend();
     let listener = TcpListener::bind(&args.bind).map_err(|error| {
         Error::invalid(
