@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use common::{Db, TestDatabase};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use rstest::rstest;
 use serde_json::json;
 
@@ -279,6 +279,38 @@ fn by_cursor<T>(
     }
 }
 
+/// The ids of the rendered resources `filter` matches, evaluated in memory.
+fn matching(
+    rendered: &[(String, serde_json::Value)],
+    filter: &Filter,
+    rules: &ResourceRules,
+) -> BTreeSet<String> {
+    rendered
+        .iter()
+        .filter(|(_, resource)| filter.matches(resource, rules))
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// That `list` (filtered in the database) finds exactly `in_memory`, with that total, in one
+/// page by index and page after page by cursor (`count` at a time).
+fn agrees<T>(
+    text: &str,
+    in_memory: &BTreeSet<String>,
+    mut list: impl FnMut(&Window) -> Listed<T>,
+    id: impl Fn(&T) -> String,
+    count: u64,
+) -> Result<(), TestCaseError> {
+    let listed = list(&EVERYTHING);
+    let in_database: BTreeSet<String> = listed.items.iter().map(&id).collect();
+    prop_assert_eq!(&in_database, in_memory, "filter {}", text);
+    prop_assert_eq!(listed.total as usize, in_memory.len());
+    let (paged, total) = by_cursor(list, count, id);
+    prop_assert_eq!(&paged, in_memory, "filter {} by cursor", text);
+    prop_assert_eq!(total as usize, in_memory.len());
+    Ok(())
+}
+
 const EVERYTHING: Window = Window::Index {
     start_index: 1,
     count: 1000,
@@ -336,25 +368,17 @@ fn database_and_memory_agree_on_every_filter(#[case] database: Db) {
         .run(&user_filters(), |text| {
             let text = with_ids(&text, &seeded);
             let filter = Filter::parse(&text).expect("generated filters parse");
-            let in_memory: BTreeSet<String> = rendered_users
-                .iter()
-                .filter(|(_, user)| filter.matches(user, &user_rules))
-                .map(|(id, _)| id.clone())
-                .collect();
             let mut conn = pool.get().unwrap();
-            let mut list = |window: &Window| {
-                scim_users::list(&mut conn, tenant, "http://x", Some(&filter), window, None)
-                    .unwrap()
-            };
-            let listed = list(&EVERYTHING);
-            let in_database: BTreeSet<String> =
-                listed.items.iter().map(|m| m.member_id.clone()).collect();
-            prop_assert_eq!(&in_database, &in_memory, "filter {}", text);
-            prop_assert_eq!(listed.total as usize, in_memory.len());
-            let (paged, total) = by_cursor(list, 7, |m| m.member_id.clone());
-            prop_assert_eq!(&paged, &in_memory, "filter {} by cursor", text);
-            prop_assert_eq!(total as usize, in_memory.len());
-            Ok(())
+            agrees(
+                &text,
+                &matching(&rendered_users, &filter, &user_rules),
+                |window| {
+                    scim_users::list(&mut conn, tenant, "http://x", Some(&filter), window, None)
+                        .unwrap()
+                },
+                |user| user.member_id.clone(),
+                7,
+            )
         })
         .unwrap();
     let group_rules = ResourceRules(&GROUP_RESOURCE);
@@ -362,25 +386,17 @@ fn database_and_memory_agree_on_every_filter(#[case] database: Db) {
         .run(&group_filters(), |text| {
             let text = with_ids(&text, &seeded);
             let filter = Filter::parse(&text).expect("generated filters parse");
-            let in_memory: BTreeSet<String> = rendered_groups
-                .iter()
-                .filter(|(_, group)| filter.matches(group, &group_rules))
-                .map(|(id, _)| id.clone())
-                .collect();
             let mut conn = pool.get().unwrap();
-            let mut list = |window: &Window| {
-                scim_groups::list(&mut conn, tenant, "http://x", Some(&filter), window, None)
-                    .unwrap()
-            };
-            let listed = list(&EVERYTHING);
-            let in_database: BTreeSet<String> =
-                listed.items.iter().map(|g| g.group_id.clone()).collect();
-            prop_assert_eq!(&in_database, &in_memory, "filter {}", text);
-            prop_assert_eq!(listed.total as usize, in_memory.len());
-            let (paged, total) = by_cursor(list, 5, |g| g.group_id.clone());
-            prop_assert_eq!(&paged, &in_memory, "filter {} by cursor", text);
-            prop_assert_eq!(total as usize, in_memory.len());
-            Ok(())
+            agrees(
+                &text,
+                &matching(&rendered_groups, &filter, &group_rules),
+                |window| {
+                    scim_groups::list(&mut conn, tenant, "http://x", Some(&filter), window, None)
+                        .unwrap()
+                },
+                |group| group.group_id.clone(),
+                5,
+            )
         })
         .unwrap();
 }

@@ -110,41 +110,72 @@ macro_rules! instant_sql {
     }};
 }
 
-/// `left IN (subquery)` with a boxed subquery. Diesel's own `eq_any` takes a subquery only
-/// when its every part renders for each backend of the MultiConnection, which a boxed one does
-/// not (it renders through the multi-backend); this node renders through whichever backend
-/// it is given.
+/// `left IN (subquery)` or `EXISTS (subquery)`, with a boxed subquery. Diesel's own `eq_any`
+/// and `exists` take a subquery only when its every part renders for each backend of the
+/// MultiConnection, which a boxed one does not (it renders through the multi-backend); this
+/// node renders through whichever backend it is given.
 #[derive(Debug)]
-pub struct InSubquery<L, S> {
+pub struct Subquery<L, S> {
     left: L,
+    operator: &'static str,
     subquery: S,
 }
 
-pub fn in_subquery<L, S>(left: L, subquery: S) -> InSubquery<L, S> {
-    InSubquery { left, subquery }
+pub fn in_subquery<L, S>(left: L, subquery: S) -> Subquery<L, S> {
+    Subquery {
+        left,
+        operator: " IN (",
+        subquery,
+    }
 }
 
-impl<L, S> diesel::Expression for InSubquery<L, S> {
+pub fn exists<S>(subquery: S) -> Subquery<NoOperand, S> {
+    Subquery {
+        left: NoOperand,
+        operator: "EXISTS (",
+        subquery,
+    }
+}
+
+/// The left side `EXISTS` has none of: renders nothing, stands on any table.
+#[derive(Debug)]
+pub struct NoOperand;
+
+impl diesel::Expression for NoOperand {
     type SqlType = Bool;
 }
 
-impl<L: diesel::AppearsOnTable<QS>, S, QS> diesel::AppearsOnTable<QS> for InSubquery<L, S> {}
+impl<QS> diesel::AppearsOnTable<QS> for NoOperand {}
+
+impl<QS> diesel::SelectableExpression<QS> for NoOperand {}
+
+impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for NoOperand {
+    fn walk_ast<'b>(&'b self, _: diesel::query_builder::AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        Ok(())
+    }
+}
+
+impl<L, S> diesel::Expression for Subquery<L, S> {
+    type SqlType = Bool;
+}
+
+impl<L: diesel::AppearsOnTable<QS>, S, QS> diesel::AppearsOnTable<QS> for Subquery<L, S> {}
 
 impl<L: diesel::SelectableExpression<QS>, S, QS> diesel::SelectableExpression<QS>
-    for InSubquery<L, S>
+    for Subquery<L, S>
 {
 }
 
-impl<L, S> diesel::expression::ValidGrouping<()> for InSubquery<L, S> {
+impl<L, S> diesel::expression::ValidGrouping<()> for Subquery<L, S> {
     type IsAggregate = diesel::expression::is_aggregate::Never;
 }
 
-impl<L, S> diesel::query_builder::QueryId for InSubquery<L, S> {
+impl<L, S> diesel::query_builder::QueryId for Subquery<L, S> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<L, S, DB> diesel::query_builder::QueryFragment<DB> for InSubquery<L, S>
+impl<L, S, DB> diesel::query_builder::QueryFragment<DB> for Subquery<L, S>
 where
     DB: diesel::backend::Backend,
     L: diesel::query_builder::QueryFragment<DB>,
@@ -155,50 +186,7 @@ where
         mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
     ) -> QueryResult<()> {
         self.left.walk_ast(out.reborrow())?;
-        out.push_sql(" IN (");
-        self.subquery.walk_ast(out.reborrow())?;
-        out.push_sql(")");
-        Ok(())
-    }
-}
-
-/// `EXISTS (subquery)` with a boxed subquery, for the same reason as [`InSubquery`].
-#[derive(Debug)]
-pub struct Exists<S> {
-    subquery: S,
-}
-
-pub fn exists<S>(subquery: S) -> Exists<S> {
-    Exists { subquery }
-}
-
-impl<S> diesel::Expression for Exists<S> {
-    type SqlType = Bool;
-}
-
-impl<S, QS> diesel::AppearsOnTable<QS> for Exists<S> {}
-
-impl<S, QS> diesel::SelectableExpression<QS> for Exists<S> {}
-
-impl<S> diesel::expression::ValidGrouping<()> for Exists<S> {
-    type IsAggregate = diesel::expression::is_aggregate::Never;
-}
-
-impl<S> diesel::query_builder::QueryId for Exists<S> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<S, DB> diesel::query_builder::QueryFragment<DB> for Exists<S>
-where
-    DB: diesel::backend::Backend,
-    S: diesel::query_builder::QueryFragment<DB>,
-{
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
-    ) -> QueryResult<()> {
-        out.push_sql("EXISTS (");
+        out.push_sql(self.operator);
         self.subquery.walk_ast(out.reborrow())?;
         out.push_sql(")");
         Ok(())
