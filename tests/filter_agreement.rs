@@ -16,7 +16,7 @@ use serde_json::json;
 use scimd::db;
 use scimd::domain::connections::{self, ConnectionFields, Tenant};
 use scimd::domain::organizations::{self, OrganizationFields};
-use scimd::domain::{scim_groups, scim_users, Actor, Listed, Window};
+use scimd::domain::{scim_groups, scim_users, Actor, Listed, Seek, Window};
 use scimd::scim::filter::Filter;
 use scimd::scim::resource::ResourceRules;
 use scimd::scim::schema::{GROUP_RESOURCE, USER_RESOURCE};
@@ -253,30 +253,56 @@ fn group_filters() -> impl Strategy<Value = String> {
     combined(leaf)
 }
 
-/// Every item of a list, read by cursor `count` at a time.
+/// Every item of a list, read by cursor `count` at a time: page after page by `nextCursor`,
+/// then back again by `previousCursor`, which must give the same pages in reverse; and the
+/// page at the end (`Seek::Before(None)`, what follows an empty page) must be the last
+/// `count` items.
 fn by_cursor<T>(
     mut list: impl FnMut(&Window) -> Listed<T>,
     count: u64,
     id: impl Fn(&T) -> String,
-) -> (BTreeSet<String>, u64) {
-    let mut found = BTreeSet::new();
-    let mut window = Window::After {
-        position: None,
-        count,
-    };
-    loop {
-        let page = list(&window);
-        found.extend(page.items.iter().map(&id));
+) -> Result<(BTreeSet<String>, u64), TestCaseError> {
+    let ids = |page: &Listed<T>| page.items.iter().map(&id).collect::<Vec<_>>();
+    let mut pages = Vec::new();
+    let mut seek = Seek::After(None);
+    let (total, mut back) = loop {
+        let page = list(&Window::Cursor { seek, count });
+        prop_assert_eq!(page.previous.is_some(), !pages.is_empty(), "previousCursor");
+        pages.push(ids(&page));
         match page.next {
-            Some(next) => {
-                window = Window::After {
-                    position: Some(next),
-                    count,
-                }
-            }
-            None => return (found, page.total),
+            Some(next) => seek = next,
+            None => break (page.total, page.previous),
         }
+    };
+    let mut index = pages.len() - 1;
+    while let Some(seek) = back {
+        prop_assert!(index > 0, "previousCursor before the first page");
+        index -= 1;
+        let page = list(&Window::Cursor { seek, count });
+        prop_assert_eq!(
+            ids(&page),
+            pages[index].clone(),
+            "page {} read backwards",
+            index
+        );
+        prop_assert!(page.next.is_some(), "a page read backwards leads on");
+        back = page.previous;
     }
+    prop_assert_eq!(index, 0, "previousCursor led back to the first page");
+    let everything = pages.concat();
+    let tail = everything.len().saturating_sub(count as usize);
+    let at_the_end = list(&Window::Cursor {
+        seek: Seek::Before(None),
+        count,
+    });
+    prop_assert_eq!(
+        ids(&at_the_end),
+        everything[tail..].to_vec(),
+        "the last page"
+    );
+    prop_assert!(at_the_end.next.is_none());
+    prop_assert_eq!(at_the_end.previous.is_some(), tail > 0);
+    Ok((everything.into_iter().collect(), total))
 }
 
 /// The ids of the rendered resources `filter` matches, evaluated in memory.
@@ -305,7 +331,7 @@ fn agrees<T>(
     let in_database: BTreeSet<String> = listed.items.iter().map(&id).collect();
     prop_assert_eq!(&in_database, in_memory, "filter {}", text);
     prop_assert_eq!(listed.total as usize, in_memory.len());
-    let (paged, total) = by_cursor(list, count, id);
+    let (paged, total) = by_cursor(list, count, id)?;
     prop_assert_eq!(&paged, in_memory, "filter {} by cursor", text);
     prop_assert_eq!(total as usize, in_memory.len());
     Ok(())

@@ -1,6 +1,6 @@
 mod common;
 
-use common::{Db, TestServer};
+use common::{Db, Response, TestServer};
 use rstest::rstest;
 use serde_json::{json, Value};
 
@@ -785,7 +785,7 @@ async fn a_filter_no_index_answers_is_evaluated_across_every_batch(#[case] db: D
 #[case::sqlite(Db::Sqlite)]
 #[case::postgres(Db::Postgres)]
 #[actix_rt::test]
-async fn cursor_paging_reads_every_user_once_and_refuses_foreign_cursors(#[case] db: Db) {
+async fn cursor_paging_reads_every_user_once_both_ways_and_refuses_foreign_cursors(#[case] db: Db) {
     let server = TestServer::start(db).await;
     let idp = server.new_organization("acme").await.scim();
     let mut ids = Vec::new();
@@ -806,9 +806,17 @@ async fn cursor_paging_reads_every_user_once_and_refuses_foreign_cursors(#[case]
             ids.iter().step_by(2).cloned().collect::<Vec<_>>(),
         ),
     ] {
-        let mut seen = Vec::new();
+        let mut pages: Vec<Vec<Value>> = Vec::new();
         let mut cursor = String::new();
-        loop {
+        let ids = |page: &Response| -> Vec<Value> {
+            page.body["Resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].clone())
+                .collect()
+        };
+        let back = loop {
             let page = idp
                 .get(&format!("/Users?count=2&cursor={cursor}{filter}"))
                 .await;
@@ -818,19 +826,29 @@ async fn cursor_paging_reads_every_user_once_and_refuses_foreign_cursors(#[case]
                 page.body.get("startIndex").is_none(),
                 "cursor paging has no startIndex"
             );
-            seen.extend(
-                page.body["Resources"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|r| r["id"].clone()),
-            );
+            // RFC 9865: previousCursor on every page but the first.
+            assert_eq!(page.body["previousCursor"].is_string(), !pages.is_empty());
+            pages.push(ids(&page));
             match page.body["nextCursor"].as_str() {
                 Some(next) => cursor = next.to_string(),
-                None => break,
+                None => break page.body["previousCursor"].as_str().map(str::to_owned),
             }
+        };
+        assert_eq!(pages.concat(), expected, "filter {filter:?}");
+        // And back again: the same pages, in reverse.
+        let mut index = pages.len() - 1;
+        let mut back = back;
+        while let Some(cursor) = back {
+            index -= 1;
+            let page = idp
+                .get(&format!("/Users?count=2&cursor={cursor}{filter}"))
+                .await;
+            assert_eq!(page.status, 200, "{}", page.text);
+            assert_eq!(ids(&page), pages[index], "filter {filter:?}, page {index}");
+            assert!(page.body["nextCursor"].is_string());
+            back = page.body["previousCursor"].as_str().map(str::to_owned);
         }
-        assert_eq!(seen, expected, "filter {filter:?}");
+        assert_eq!(index, 0, "previousCursor leads back to the first page");
     }
     let forged = idp.get("/Users?cursor=not-a-cursor").await;
     assert_eq!(forged.status, 400);

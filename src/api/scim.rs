@@ -15,7 +15,7 @@ use crate::db;
 use crate::domain::members::Member;
 use crate::domain::scim_groups::{self, Group};
 use crate::domain::scim_users::{self, UserGroup};
-use crate::domain::{decode_cursor, encode_cursor, Position, Window};
+use crate::domain::{decode_cursor, encode_cursor, Seek, Window};
 use crate::error::{Error, ScimType, SCIM_CONTENT_TYPE};
 use crate::scim::bulk;
 use crate::scim::discovery;
@@ -220,14 +220,17 @@ fn list_query(
             });
             match param(pairs, "cursor") {
                 // RFC 9865: an empty cursor asks for the first page.
-                Some("") => Window::After { position: None, count },
-                Some(cursor) => Window::After {
-                    position: Some(decode_cursor(cursor).ok_or_else(|| {
+                Some("") => Window::Cursor {
+                    seek: Seek::After(None),
+                    count,
+                },
+                Some(cursor) => Window::Cursor {
+                    seek: decode_cursor(cursor).ok_or_else(|| {
                         Error::scim(
                             ScimType::InvalidCursor,
-                            "cursor is not one this server handed out: pass nextCursor as it came, or an empty cursor to start",
+                            "cursor is not one this server handed out: pass nextCursor or previousCursor as it came, or an empty cursor to start",
                         )
-                    })?),
+                    })?,
                     count,
                 },
                 None => Window::Index {
@@ -296,13 +299,14 @@ fn not_modified(req: &HttpRequest, version: i64) -> Option<HttpResponse> {
 fn list_body(resources: Vec<Value>, page: &PageOf, window: &Window) -> Result<HttpResponse, Error> {
     let start_index = match window {
         Window::Index { start_index, .. } => Some(*start_index),
-        Window::After { .. } => None,
+        Window::Cursor { .. } => None,
     };
     let body = serde_json::to_value(ListResponse::new(
         resources,
         page.total,
         start_index,
         page.next.as_ref().map(encode_cursor),
+        page.previous.as_ref().map(encode_cursor),
     ))
     .map_err(Error::internal)?;
     Ok(scim_response(HttpResponse::Ok(), &body))
@@ -413,10 +417,11 @@ async fn search_groups(
         .await
 }
 
-/// How many match in all, and where the next page starts (cursor paging).
+/// How many match in all, and where the pages beside it lie (cursor paging).
 struct PageOf {
     total: u64,
-    next: Option<Position>,
+    next: Option<Seek>,
+    previous: Option<Seek>,
 }
 
 /// One page of users, rendered and projected.
@@ -462,6 +467,7 @@ async fn user_page(
         PageOf {
             total: listed.total,
             next: listed.next,
+            previous: listed.previous,
         },
         resources,
     ))
@@ -632,7 +638,7 @@ async fn group_page(
                 &window,
                 sort.as_ref(),
             )?;
-            let next = listed.next.clone();
+            let (next, previous) = (listed.next.clone(), listed.previous.clone());
             let groups = listed
                 .items
                 .into_iter()
@@ -642,6 +648,7 @@ async fn group_page(
                 PageOf {
                     total: listed.total,
                     next,
+                    previous,
                 },
                 groups,
             ))
@@ -772,6 +779,7 @@ async fn search_all(
     let page = PageOf {
         total: users.total + groups.total,
         next: None,
+        previous: None,
     };
     list_body(resources, &page, &window)
 }
@@ -991,7 +999,7 @@ async fn get_schema(
 
 fn list_response(resources: Vec<Value>) -> HttpResponse {
     let total = resources.len() as u64;
-    let body = serde_json::to_value(ListResponse::new(resources, total, Some(1), None))
+    let body = serde_json::to_value(ListResponse::new(resources, total, Some(1), None, None))
         .expect("list responses serialize");
     scim_response(HttpResponse::Ok(), &body)
 }

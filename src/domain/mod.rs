@@ -99,20 +99,55 @@ pub const SCAN_BATCH: i64 = 500;
 pub enum Window {
     /// RFC 7644 §3.4.2.4: `count` items from the 1-based `start_index`.
     Index { start_index: u64, count: u64 },
-    /// RFC 9865: `count` items after a position (`None`: from the start).
-    After {
-        position: Option<Position>,
-        count: u64,
-    },
+    /// RFC 9865: `count` items on one side of a place in creation order.
+    Cursor { seek: Seek, count: u64 },
+}
+
+/// Where a cursor page lies (RFC 9865): the items right after a place in creation order
+/// (from the start when `None`), or, for `previousCursor`, the items right before one (up to
+/// the end when `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seek {
+    After(Option<Position>),
+    Before(Option<Position>),
+}
+
+/// Which way a keyset read goes through creation order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+/// One keyset read: at most `limit` rows strictly beyond `from` in `direction` (from the
+/// first or the last row when `None`), nearest first. See [`keyset_read!`](crate::keyset_read).
+#[derive(Debug, Clone, Copy)]
+pub struct Read<'a> {
+    pub from: Option<&'a Position>,
+    pub direction: Direction,
+    pub limit: i64,
 }
 
 /// One page of a list: its items, how many match in all, and, in cursor paging, where the
-/// next page starts.
+/// pages beside it lie (`None` where there is none).
 #[derive(Debug)]
 pub struct Listed<T> {
     pub total: u64,
     pub items: Vec<T>,
-    pub next: Option<Position>,
+    pub next: Option<Seek>,
+    pub previous: Option<Seek>,
+}
+
+impl<T> Listed<T> {
+    /// An index page: the neighbours are found by startIndex, not named.
+    fn indexed(total: u64, items: Vec<T>) -> Self {
+        Listed {
+            total,
+            items,
+            next: None,
+            previous: None,
+        }
+    }
 }
 
 /// Whether a scan goes on after a row.
@@ -121,25 +156,31 @@ enum Flow {
     Stop,
 }
 
-/// Reads rows in creation order, a batch at a time, each batch resuming after the last row
-/// of the one before, from `start` until a batch comes back short or `visit` stops. Memory
-/// stays one batch, whatever the table's size.
+/// Reads rows by creation order in `direction`, `batch` at a time, each read resuming beyond
+/// the last row of the one before, from `start` until a read comes back short or `visit`
+/// stops. Memory stays one batch, whatever the table's size.
 fn scan_in_order<T>(
     conn: &mut crate::db::DbConn,
     start: Option<Position>,
-    fetch: &mut impl FnMut(
-        &mut crate::db::DbConn,
-        Option<&Position>,
-    ) -> Result<Vec<T>, crate::error::Error>,
+    direction: Direction,
+    batch: i64,
+    fetch: &mut impl FnMut(&mut crate::db::DbConn, Read) -> Result<Vec<T>, crate::error::Error>,
     position: &impl Fn(&T) -> Position,
     mut visit: impl FnMut(&mut crate::db::DbConn, T) -> Result<Flow, crate::error::Error>,
 ) -> Result<(), crate::error::Error> {
-    let mut after = start;
+    let mut from = start;
     loop {
-        let batch = fetch(conn, after.as_ref())?;
-        let exhausted = (batch.len() as i64) < SCAN_BATCH;
-        for row in batch {
-            after = Some(position(&row));
+        let rows = fetch(
+            conn,
+            Read {
+                from: from.as_ref(),
+                direction,
+                limit: batch,
+            },
+        )?;
+        let exhausted = (rows.len() as i64) < batch;
+        for row in rows {
+            from = Some(position(&row));
             if let Flow::Stop = visit(conn, row)? {
                 return Ok(());
             }
@@ -150,16 +191,31 @@ fn scan_in_order<T>(
     }
 }
 
+/// Reads every row in creation order, a batch at a time (see [`scan_in_order`]).
+fn scan_all<T>(
+    conn: &mut crate::db::DbConn,
+    fetch: &mut impl FnMut(&mut crate::db::DbConn, Read) -> Result<Vec<T>, crate::error::Error>,
+    position: &impl Fn(&T) -> Position,
+    visit: impl FnMut(&mut crate::db::DbConn, T) -> Result<Flow, crate::error::Error>,
+) -> Result<(), crate::error::Error> {
+    scan_in_order(
+        conn,
+        None,
+        Direction::Forward,
+        SCAN_BATCH,
+        fetch,
+        position,
+        visit,
+    )
+}
+
 /// The rows of a filtered list that `window` asks for, found by scanning in creation order
 /// and keeping those `matches` accepts; every match is counted for `totalResults`. In cursor
 /// paging the page itself is read from the cursor on, and the scan stops once it is full.
 pub fn scan_window<T>(
     conn: &mut crate::db::DbConn,
     window: &Window,
-    mut fetch: impl FnMut(
-        &mut crate::db::DbConn,
-        Option<&Position>,
-    ) -> Result<Vec<T>, crate::error::Error>,
+    mut fetch: impl FnMut(&mut crate::db::DbConn, Read) -> Result<Vec<T>, crate::error::Error>,
     position: impl Fn(&T) -> Position,
     mut matches: impl FnMut(&mut crate::db::DbConn, &T) -> Result<bool, crate::error::Error>,
 ) -> Result<Listed<T>, crate::error::Error> {
@@ -168,7 +224,7 @@ pub fn scan_window<T>(
     match window {
         Window::Index { start_index, count } => {
             let skip = start_index.saturating_sub(1);
-            scan_in_order(conn, None, &mut fetch, &position, |conn, row| {
+            scan_all(conn, &mut fetch, &position, |conn, row| {
                 if matches(conn, &row)? {
                     total += 1;
                     if total > skip && (items.len() as u64) < *count {
@@ -177,21 +233,19 @@ pub fn scan_window<T>(
                 }
                 Ok(Flow::Continue)
             })?;
-            Ok(Listed {
-                total,
-                items,
-                next: None,
-            })
+            Ok(Listed::indexed(total, items))
         }
-        Window::After {
-            position: start,
-            count,
-        } => {
-            scan_in_order(conn, None, &mut fetch, &position, |conn, row| {
+        Window::Cursor { seek, count } => {
+            scan_all(conn, &mut fetch, &position, |conn, row| {
                 total += u64::from(matches(conn, &row)?);
                 Ok(Flow::Continue)
             })?;
-            page_after(conn, total, start.clone(), *count, fetch, position, matches)
+            let page = CursorPage {
+                total,
+                count: *count,
+                exact: false,
+            };
+            page.read(conn, seek, fetch, position, matches)
         }
     }
 }
@@ -202,63 +256,133 @@ pub fn unfiltered_window<T>(
     conn: &mut crate::db::DbConn,
     window: &Window,
     total: u64,
-    fetch: impl FnMut(&mut crate::db::DbConn, Option<&Position>) -> Result<Vec<T>, crate::error::Error>,
+    fetch: impl FnMut(&mut crate::db::DbConn, Read) -> Result<Vec<T>, crate::error::Error>,
     position: impl Fn(&T) -> Position,
     offset_page: impl FnOnce(&mut crate::db::DbConn, u64, u64) -> Result<Vec<T>, crate::error::Error>,
 ) -> Result<Listed<T>, crate::error::Error> {
     match window {
-        Window::Index { start_index, count } => Ok(Listed {
+        Window::Index { start_index, count } => Ok(Listed::indexed(
             total,
-            items: offset_page(conn, start_index.saturating_sub(1), *count)?,
-            next: None,
-        }),
-        Window::After {
-            position: start,
-            count,
-        } => page_after(
-            conn,
-            total,
-            start.clone(),
-            *count,
-            fetch,
-            position,
-            |_, _| Ok(true),
-        ),
+            offset_page(conn, start_index.saturating_sub(1), *count)?,
+        )),
+        Window::Cursor { seek, count } => {
+            let page = CursorPage {
+                total,
+                count: *count,
+                exact: true,
+            };
+            page.read(conn, seek, fetch, position, |_, _| Ok(true))
+        }
     }
 }
 
-/// A cursor page: the first `count` rows `matches` accepts after `start`. One row more is
-/// read to learn whether a next page exists.
-pub fn page_after<T>(
-    conn: &mut crate::db::DbConn,
+/// A cursor page of `count` items of a list `total` long. `exact` when every row read
+/// matches (SQL answered the filter), so that a read of `count + 1` rows fills the page.
+struct CursorPage {
     total: u64,
-    start: Option<Position>,
     count: u64,
-    mut fetch: impl FnMut(
-        &mut crate::db::DbConn,
-        Option<&Position>,
-    ) -> Result<Vec<T>, crate::error::Error>,
-    position: impl Fn(&T) -> Position,
-    mut matches: impl FnMut(&mut crate::db::DbConn, &T) -> Result<bool, crate::error::Error>,
-) -> Result<Listed<T>, crate::error::Error> {
-    let mut items = Vec::new();
-    scan_in_order(conn, start, &mut fetch, &position, |conn, row| {
-        if matches(conn, &row)? {
-            items.push(row);
+    exact: bool,
+}
+
+impl CursorPage {
+    /// The `count` rows `matches` accepts nearest `seek`'s place on its side, in creation
+    /// order, and the cursors to the pages beside them: one more match is looked for to learn
+    /// whether a page lies beyond, and one on the other side whether a page lies behind.
+    fn read<T>(
+        &self,
+        conn: &mut crate::db::DbConn,
+        seek: &Seek,
+        mut fetch: impl FnMut(&mut crate::db::DbConn, Read) -> Result<Vec<T>, crate::error::Error>,
+        position: impl Fn(&T) -> Position,
+        mut matches: impl FnMut(&mut crate::db::DbConn, &T) -> Result<bool, crate::error::Error>,
+    ) -> Result<Listed<T>, crate::error::Error> {
+        let (from, direction) = match seek {
+            Seek::After(from) => (from, Direction::Forward),
+            Seek::Before(from) => (from, Direction::Backward),
+        };
+        let mut items = Vec::new();
+        if self.count > 0 {
+            let batch = self.batch(self.count + 1);
+            scan_in_order(
+                conn,
+                from.clone(),
+                direction,
+                batch,
+                &mut fetch,
+                &position,
+                |conn, row| {
+                    if matches(conn, &row)? {
+                        items.push(row);
+                    }
+                    Ok(if items.len() as u64 > self.count {
+                        Flow::Stop
+                    } else {
+                        Flow::Continue
+                    })
+                },
+            )?;
         }
-        Ok(if items.len() as u64 > count {
-            Flow::Stop
-        } else {
-            Flow::Continue
+        let beyond = items.len() as u64 > self.count;
+        items.truncate(self.count as usize);
+        // Nearest first was the order of the reading; the page is in creation order.
+        let (last, nearest) = (items.last().map(&position), items.first().map(&position));
+        let behind = match (from, self.count) {
+            // A page from the start (or to the end) has nothing behind it; neither does a
+            // page of nothing.
+            (None, _) | (_, 0) => false,
+            // Behind the page: past its nearest item, or, on an empty page, past its place
+            // (which the list's far end stands for, so that the page behind is the whole
+            // way back).
+            (Some(_), _) => {
+                let batch = self.batch(1);
+                let mut found = false;
+                let opposite = match direction {
+                    Direction::Forward => Direction::Backward,
+                    Direction::Backward => Direction::Forward,
+                };
+                scan_in_order(
+                    conn,
+                    nearest.clone(),
+                    opposite,
+                    batch,
+                    &mut fetch,
+                    &position,
+                    |conn, row| {
+                        found = matches(conn, &row)?;
+                        Ok(if found { Flow::Stop } else { Flow::Continue })
+                    },
+                )?;
+                found
+            }
+        };
+        let (far, near) = (beyond.then(|| last.clone()), behind.then_some(nearest));
+        Ok(match direction {
+            Direction::Forward => Listed {
+                total: self.total,
+                items,
+                next: far.map(Seek::After),
+                previous: near.map(Seek::Before),
+            },
+            Direction::Backward => {
+                items.reverse();
+                Listed {
+                    total: self.total,
+                    items,
+                    next: near.map(Seek::After),
+                    previous: far.map(Seek::Before),
+                }
+            }
         })
-    })?;
-    let next = if items.len() as u64 > count {
-        items.truncate(count as usize);
-        items.last().map(&position)
-    } else {
-        None
-    };
-    Ok(Listed { total, items, next })
+    }
+
+    /// Rows a read asks for when `wanted` matches would do.
+    fn batch(&self, wanted: u64) -> i64 {
+        if self.exact {
+            (wanted as i64).clamp(1, SCAN_BATCH)
+        } else {
+            SCAN_BATCH
+        }
+    }
 }
 
 /// The most resources a sort evaluated in Rust (an attribute without a column, or a filtered
@@ -272,10 +396,7 @@ pub fn sorted_window<T>(
     conn: &mut crate::db::DbConn,
     window: &Window,
     sort: &crate::scim::sort::Sort,
-    mut fetch: impl FnMut(
-        &mut crate::db::DbConn,
-        Option<&Position>,
-    ) -> Result<Vec<T>, crate::error::Error>,
+    mut fetch: impl FnMut(&mut crate::db::DbConn, Read) -> Result<Vec<T>, crate::error::Error>,
     position: impl Fn(&T) -> Position,
     mut matches: impl FnMut(&mut crate::db::DbConn, &T) -> Result<bool, crate::error::Error>,
     mut key: impl FnMut(
@@ -288,7 +409,7 @@ pub fn sorted_window<T>(
         return Err(unsorted_cursor());
     };
     let mut rows = Vec::new();
-    scan_in_order(conn, None, &mut fetch, &position, |conn, row| {
+    scan_all(conn, &mut fetch, &position, |conn, row| {
         if matches(conn, &row)? {
             if rows.len() == MAX_SORTED {
                 return Err(Error::scim(
@@ -314,11 +435,7 @@ pub fn sorted_window<T>(
         .take(*count as usize)
         .map(|(_, row)| row)
         .collect();
-    Ok(Listed {
-        total,
-        items,
-        next: None,
-    })
+    Ok(Listed::indexed(total, items))
 }
 
 /// The page `window` asks for of a collection (Users or Groups): unfiltered and unsorted, or
@@ -340,7 +457,7 @@ pub fn list_window<T>(
         u64,
         u64,
     ) -> Result<Option<Vec<T>>, crate::error::Error>,
-    fetch: impl FnMut(&mut crate::db::DbConn, Option<&Position>) -> Result<Vec<T>, crate::error::Error>,
+    fetch: impl FnMut(&mut crate::db::DbConn, Read) -> Result<Vec<T>, crate::error::Error>,
     position: impl Fn(&T) -> Position,
     render: impl Fn(&mut crate::db::DbConn, &T) -> Result<serde_json::Value, crate::error::Error>,
 ) -> Result<Listed<T>, crate::error::Error> {
@@ -359,15 +476,11 @@ pub fn list_window<T>(
                     },
                 );
             }
-            (Some(_), Window::After { .. }) => return Err(unsorted_cursor()),
+            (Some(_), Window::Cursor { .. }) => return Err(unsorted_cursor()),
             (Some(sort), Window::Index { start_index, count }) => {
                 let skip = start_index.saturating_sub(1);
                 if let Some(items) = offset_page(conn, Some(sort), skip, *count)? {
-                    return Ok(Listed {
-                        total: count_all(conn)?,
-                        items,
-                        next: None,
-                    });
+                    return Ok(Listed::indexed(count_all(conn)?, items));
                 }
             }
         }
@@ -404,6 +517,39 @@ pub fn unsorted_cursor() -> crate::error::Error {
     )
 }
 
+/// A boxed query narrowed to one keyset [`Read`] through creation order `($created, $id)`:
+/// the rows strictly beyond `read.from` in `read.direction`, nearest first, `read.limit` of
+/// them. The bound is written `>= t and (> t or id >)` rather than `> t or (= t and id >)`:
+/// PostgreSQL range-scans the listing index for the first form and filters every row for the
+/// second.
+#[macro_export]
+macro_rules! keyset_read {
+    ($query:expr, $read:expr, $created:expr, $id:expr) => {{
+        let read: $crate::domain::Read = $read;
+        let query = $query.limit(read.limit);
+        match (read.direction, read.from) {
+            ($crate::domain::Direction::Forward, None) => query.order(($created.asc(), $id.asc())),
+            ($crate::domain::Direction::Forward, Some((created, id))) => {
+                query.order(($created.asc(), $id.asc())).filter(
+                    $created
+                        .ge(*created)
+                        .and($created.gt(*created).or($id.gt(id.clone()))),
+                )
+            }
+            ($crate::domain::Direction::Backward, None) => {
+                query.order(($created.desc(), $id.desc()))
+            }
+            ($crate::domain::Direction::Backward, Some((created, id))) => {
+                query.order(($created.desc(), $id.desc())).filter(
+                    $created
+                        .le(*created)
+                        .and($created.lt(*created).or($id.lt(id.clone()))),
+                )
+            }
+        }
+    }};
+}
+
 /// Orders a boxed query by `key` the way `descending` says, then by the ties, ascending.
 #[macro_export]
 macro_rules! order_by {
@@ -416,15 +562,24 @@ macro_rules! order_by {
     };
 }
 
-/// A cursor is the position of the last item of a page, opaque to clients.
-pub fn encode_cursor((created_at, id): &Position) -> String {
+/// A cursor names where a page lies, opaque to clients: after a place (the last item of the
+/// page before), before one (the first item of the page after; `<` in front), or the two ends
+/// (`^` the start, `$` the end, for pages beside an empty one).
+pub fn encode_cursor(seek: &Seek) -> String {
     use base64::Engine;
-    let micros = created_at.and_utc().timestamp_micros();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{micros}:{id}"))
+    let place =
+        |(created_at, id): &Position| format!("{}:{id}", created_at.and_utc().timestamp_micros());
+    let text = match seek {
+        Seek::After(Some(position)) => place(position),
+        Seek::Before(Some(position)) => format!("<{}", place(position)),
+        Seek::After(None) => "^".to_string(),
+        Seek::Before(None) => "$".to_string(),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
 
-/// The position a cursor names; `None` for anything this server did not hand out.
-pub fn decode_cursor(cursor: &str) -> Option<Position> {
+/// The page a cursor names; `None` for anything this server did not hand out.
+pub fn decode_cursor(cursor: &str) -> Option<Seek> {
     use base64::Engine;
     let text = String::from_utf8(
         base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -432,9 +587,19 @@ pub fn decode_cursor(cursor: &str) -> Option<Position> {
             .ok()?,
     )
     .ok()?;
-    let (micros, id) = text.split_once(':')?;
-    let created_at = chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?.naive_utc();
-    (!id.is_empty()).then(|| (created_at, id.to_string()))
+    let place = |text: &str| -> Option<Position> {
+        let (micros, id) = text.split_once(':')?;
+        let created_at = chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?.naive_utc();
+        (!id.is_empty()).then(|| (created_at, id.to_string()))
+    };
+    match text.as_str() {
+        "^" => Some(Seek::After(None)),
+        "$" => Some(Seek::Before(None)),
+        _ => match text.strip_prefix('<') {
+            Some(before) => Some(Seek::Before(Some(place(before)?))),
+            None => Some(Seek::After(Some(place(&text)?))),
+        },
+    }
 }
 
 /// New identifiers have Stytch's shape: a kind prefix and a random UUID.

@@ -14,7 +14,7 @@ use super::filter_sql::{self, unknown_column, Sql};
 use super::member_roles;
 use super::members::{lookup_key, MemberStatus};
 use super::scim_users::check_indexed_length;
-use super::{list_window, new_id, now, Actor, Listed, Position, Window, SCAN_BATCH};
+use super::{list_window, new_id, now, Actor, Listed, Read, Window};
 use crate::db::lower;
 use crate::db::schema::{group_members, members, scim_groups};
 use crate::db::DbConn;
@@ -811,26 +811,18 @@ pub fn list(
             None => query,
         })
     };
-    let fetch = |conn: &mut DbConn, after: Option<&Position>| -> Result<Vec<Group>, Error> {
-        let mut query = groups()?
-            .order((scim_groups::created_at.asc(), scim_groups::group_id.asc()))
-            .limit(SCAN_BATCH)
-            .select(GroupRow::as_select());
-        if let Some((created_at, group_id)) = after {
-            // Index-friendly keyset condition (see scim_users::list).
-            query = query.filter(
-                scim_groups::created_at.ge(*created_at).and(
-                    scim_groups::created_at
-                        .gt(*created_at)
-                        .or(scim_groups::group_id.gt(group_id.clone())),
-                ),
-            );
-        }
-        query
-            .load(conn)?
-            .into_iter()
-            .map(GroupRow::into_group)
-            .collect()
+    let fetch = |conn: &mut DbConn, read: Read| -> Result<Vec<Group>, Error> {
+        crate::keyset_read!(
+            groups()?,
+            read,
+            scim_groups::created_at,
+            scim_groups::group_id
+        )
+        .select(GroupRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(GroupRow::into_group)
+        .collect()
     };
     let position = |group: &Group| (group.created_at, group.group_id.clone());
     let needs_members = residual.is_some_and(|filter| mentions(filter, "members"))

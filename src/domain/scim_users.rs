@@ -11,7 +11,7 @@ use super::filter_sql::{self, unknown_column, Sql};
 use super::member_roles;
 use super::members::{self, lookup_key, Member, MemberRow, MemberStatus, ScimRegistration};
 use super::scim_groups;
-use super::{list_window, new_id, now, Actor, Listed, Position, Window, SCAN_BATCH};
+use super::{list_window, new_id, now, Actor, Listed, Read, Window};
 use crate::db::lower;
 use crate::db::schema::members as members_table;
 use crate::db::DbConn;
@@ -480,31 +480,18 @@ pub fn list(
             None => query,
         })
     };
-    let fetch = |conn: &mut DbConn, after: Option<&Position>| -> Result<Vec<Member>, Error> {
-        let mut query = users()?
-            .order((
-                members_table::created_at.asc(),
-                members_table::member_id.asc(),
-            ))
-            .limit(SCAN_BATCH)
-            .select(MemberRow::as_select());
-        if let Some((created_at, member_id)) = after {
-            // ">= t and (> t or id >)" rather than "> t or (= t and id >)": PostgreSQL
-            // range-scans the listing index for the first form and filters every row for the
-            // second.
-            query = query.filter(
-                members_table::created_at.ge(*created_at).and(
-                    members_table::created_at
-                        .gt(*created_at)
-                        .or(members_table::member_id.gt(member_id.clone())),
-                ),
-            );
-        }
-        query
-            .load(conn)?
-            .into_iter()
-            .map(MemberRow::into_member)
-            .collect()
+    let fetch = |conn: &mut DbConn, read: Read| -> Result<Vec<Member>, Error> {
+        crate::keyset_read!(
+            users()?,
+            read,
+            members_table::created_at,
+            members_table::member_id
+        )
+        .select(MemberRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(MemberRow::into_member)
+        .collect()
     };
     let position = |member: &Member| (member.created_at, member.member_id.clone());
     let needs_groups = residual.is_some_and(|filter| mentions(filter, "groups"))
