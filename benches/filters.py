@@ -59,6 +59,7 @@ FILTERS = [
     ("active eq false", "active eq false"),
     (f"meta.lastModified gt {since}", f'meta.lastModified gt "{since}"'),
     ("name.familyName sw (a prefix)", f'name.familyName sw "User {probe}"'),
+    ("userName sw (a prefix of 111 users)", f'userName sw "{prefix}-{probe // 100}"'),
     ("name.familyName co (SQL alone)", f'name.familyName co "User {probe}"'),
     ("title co (unindexed, evaluated in Rust)", 'title co "x"'),
 ]

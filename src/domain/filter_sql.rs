@@ -77,6 +77,17 @@ macro_rules! text_sql {
             TextTest::Equals(text) => Box::new(present.and(value.eq(text.clone()))),
             TextTest::Differs(text) => Box::new(present.and(value.ne(text.clone()))),
             TextTest::Present => Box::new(present.and(value.ne(""))),
+            TextTest::StartsWith(text) => Box::new(
+                present
+                    .and($crate::domain::filter_sql::prefix_range(value, text))
+                    .and(
+                        value
+                            .like(
+                                $crate::domain::filter_sql::like_pattern($test).unwrap_or_default(),
+                            )
+                            .escape('\\'),
+                    ),
+            ),
             like => Box::new(
                 present.and(
                     value
@@ -87,6 +98,88 @@ macro_rules! text_sql {
         };
         sql
     }};
+}
+
+/// `column >= prefix AND column < (prefix with its last character the next one)`, by code
+/// point: a superset of `column LIKE 'prefix%'` that a B-tree on the column can range-scan,
+/// so that `sw` on a key column is an index range rather than a scan of the connection. Code
+/// point order is SQLite's BINARY collation; on PostgreSQL the range says `COLLATE "C"`,
+/// since the database's own collation need not order text by code point (where no index has
+/// that collation the range only filters, and LIKE still decides).
+pub fn prefix_range<C>(column: C, prefix: &str) -> PrefixRange<C> {
+    PrefixRange {
+        column,
+        low: prefix.to_string(),
+        high: successor(prefix),
+    }
+}
+
+/// The smallest text greater than every text that starts with `prefix` (`None` when the last
+/// character is the largest one, or `prefix` is empty: no bound above).
+fn successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    let last = chars.pop()?;
+    let next = match last as u32 + 1 {
+        // Past the surrogates, which are no characters.
+        0xD800 => '\u{E000}',
+        code => char::from_u32(code)?,
+    };
+    chars.push(next);
+    Some(chars.into_iter().collect())
+}
+
+#[derive(Debug, Clone)]
+pub struct PrefixRange<C> {
+    column: C,
+    low: String,
+    high: Option<String>,
+}
+
+impl<C> diesel::Expression for PrefixRange<C> {
+    type SqlType = Bool;
+}
+
+impl<C: diesel::AppearsOnTable<QS>, QS> diesel::AppearsOnTable<QS> for PrefixRange<C> {}
+
+impl<C: diesel::SelectableExpression<QS>, QS> diesel::SelectableExpression<QS> for PrefixRange<C> {}
+
+impl<C> diesel::expression::ValidGrouping<()> for PrefixRange<C> {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl<C> diesel::query_builder::QueryId for PrefixRange<C> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<C> diesel::query_builder::QueryFragment<crate::db::MultiBackend> for PrefixRange<C>
+where
+    C: diesel::query_builder::QueryFragment<crate::db::MultiBackend>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, crate::db::MultiBackend>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::Text;
+        let collation = match out.backend() {
+            crate::db::MultiBackend::Postgres(_) => " COLLATE \"C\"",
+            crate::db::MultiBackend::Sqlite(_) => "",
+        };
+        out.push_sql("(");
+        self.column.walk_ast(out.reborrow())?;
+        out.push_sql(collation);
+        out.push_sql(" >= ");
+        out.push_bind_param::<Text, _>(&self.low)?;
+        if let Some(high) = &self.high {
+            out.push_sql(" AND ");
+            self.column.walk_ast(out.reborrow())?;
+            out.push_sql(collation);
+            out.push_sql(" < ");
+            out.push_bind_param::<Text, _>(high)?;
+        }
+        out.push_sql(")");
+        Ok(())
+    }
 }
 
 /// An instant column compared as `op` says with `at`.
@@ -209,5 +302,26 @@ pub fn finds_by_value(condition: &Condition, value_column: &str) -> bool {
             .iter()
             .any(|operand| finds_by_value(operand, value_column)),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::successor;
+
+    #[test]
+    fn the_successor_bounds_every_text_with_the_prefix() {
+        assert_eq!(successor("smi").as_deref(), Some("smj"));
+        assert_eq!(successor("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(successor("zoë").as_deref(), Some("zoì"));
+        assert_eq!(successor(""), None);
+        assert_eq!(successor("a\u{10FFFF}"), None);
+        let (low, high) = ("smi", successor("smi").unwrap());
+        for text in ["smi", "smith", "smi\u{10FFFF}\u{10FFFF}", "smi~"] {
+            assert!(low <= text && text < high.as_str(), "{text}");
+        }
+        for text in ["smh\u{10FFFF}", "smj", "sm"] {
+            assert!(!(low <= text && text < high.as_str()), "{text}");
+        }
     }
 }
