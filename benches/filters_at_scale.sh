@@ -20,7 +20,7 @@ created=$("$scimd" connection create --org "filters-$$" --idp microsoft-entra)
 export TOKEN=$(echo "$created" | sed -n 's/.*"bearer_token": "\(.*\)".*/\1/p')
 connection=$(echo "$created" | sed -n 's/.*"connection_id": "\([^"]*\)".*/\1/p')
 echo "seeding $users users"
-"$scimd" connection import-users --connection "$connection" --generate "$users" --prefix user
+"$scimd" connection import-users --connection "$connection" --generate "$users" --prefix user ${BATCH:+--batch "$BATCH"}
 RUST_LOG=warn "$scimd" serve --bind "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
