@@ -66,6 +66,21 @@ async fn discovery_describes_what_the_server_does(#[case] db: Db) {
     assert_eq!(user_schema.body, schemas.body["Resources"][0]);
 
     assert_eq!(idp.get("/Schemas/urn:nope").await.status, 404);
+    // RFC 7644 §4: query parameters are ignored there, and a filter is 403.
+    for path in [
+        "/ServiceProviderConfig",
+        "/ResourceTypes",
+        "/ResourceTypes/User",
+        "/Schemas",
+        &format!("/Schemas/{USER_URN}"),
+    ] {
+        let filtered = idp.get(&format!("{path}?filter=id%20eq%20%22x%22")).await;
+        assert_eq!(filtered.status, 403, "{path}: {}", filtered.text);
+        assert!(filtered.body["detail"].as_str().unwrap().contains("filter"));
+        let ignored = idp.get(&format!("{path}?attributes=id&count=1")).await;
+        assert_eq!(ignored.status, 200, "{path}");
+        assert_eq!(ignored.body, idp.get(path).await.body, "{path}");
+    }
     assert_eq!(idp.get("/ResourceTypes/Widget").await.status, 404);
     for (method, path, status) in [
         ("POST", "/Schemas", 405),
@@ -84,6 +99,11 @@ async fn discovery_describes_what_the_server_does(#[case] db: Db) {
             response.body["schemas"][0],
             "urn:ietf:params:scim:api:messages:2.0:Error"
         );
+        // RFC 9110 §15.5.6: a 405 says which methods the resource takes.
+        if status == 405 {
+            let allowed = if path == "/Bulk" { "POST" } else { "GET" };
+            assert_eq!(response.header("allow"), Some(allowed), "{method} {path}");
+        }
     }
     assert_eq!(
         server

@@ -53,10 +53,12 @@ async fn unknown_endpoints_and_methods_answer_in_the_surface_s_error_shape(#[cas
     }
 
     let scim = acme.scim();
-    for (response, status) in [
-        (scim.get("/Nowhere").await, 404),
-        (scim.delete("/Users").await, 405),
-    ] {
+    let not_allowed = scim.delete("/Users").await;
+    assert_eq!(not_allowed.header("allow"), Some("GET, POST"));
+    // The methods of the surface are shown to authenticated callers only, like its paths.
+    let anonymous = server.client(None).delete("/scim/v2/Users").await;
+    assert_eq!(anonymous.status, 401);
+    for (response, status) in [(scim.get("/Nowhere").await, 404), (not_allowed, 405)] {
         assert_eq!(response.status, status, "{}", response.text);
         assert_eq!(
             response.header("content-type"),

@@ -38,48 +38,91 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/scim/v2")
             .wrap(actix_web::middleware::from_fn(super::scim_errors))
             // Before `/Users/{id}`, which would otherwise take `.search` for an id.
-            .service(web::resource("/Users/.search").post(search_users))
-            .service(web::resource("/Groups/.search").post(search_groups))
-            .service(web::resource("/.search").post(search_all))
-            .service(
+            .service(allowing(
+                web::resource("/Users/.search").post(search_users),
+                "POST",
+            ))
+            .service(allowing(
+                web::resource("/Groups/.search").post(search_groups),
+                "POST",
+            ))
+            .service(allowing(web::resource("/.search").post(search_all), "POST"))
+            .service(allowing(
                 web::resource(["/Users", "/Users/"])
                     .get(list_users)
                     .post(create_user),
-            )
-            .service(
+                "GET, POST",
+            ))
+            .service(allowing(
                 web::resource(["/Users/{id}", "/Users/{id}/"])
                     .get(get_user)
                     .put(replace_user)
                     .patch(patch_user)
                     .delete(delete_user),
-            )
-            .service(
+                "GET, PUT, PATCH, DELETE",
+            ))
+            .service(allowing(
                 web::resource(["/Groups", "/Groups/"])
                     .get(list_groups)
                     .post(create_group),
-            )
-            .service(
+                "GET, POST",
+            ))
+            .service(allowing(
                 web::resource(["/Groups/{id}", "/Groups/{id}/"])
                     .get(get_group)
                     .put(replace_group)
                     .patch(patch_group)
                     .delete(delete_group),
-            )
-            .service(
+                "GET, PUT, PATCH, DELETE",
+            ))
+            .service(allowing(
                 web::resource(["/ServiceProviderConfig", "/ServiceProviderConfig/"])
                     .get(service_provider_config),
-            )
-            .service(web::resource(["/ResourceTypes", "/ResourceTypes/"]).get(list_resource_types))
-            .service(
+                "GET",
+            ))
+            .service(allowing(
+                web::resource(["/ResourceTypes", "/ResourceTypes/"]).get(list_resource_types),
+                "GET",
+            ))
+            .service(allowing(
                 web::resource(["/ResourceTypes/{name}", "/ResourceTypes/{name}/"])
                     .get(get_resource_type),
-            )
-            .service(web::resource(["/Schemas", "/Schemas/"]).get(list_schemas))
-            .service(web::resource(["/Schemas/{urn}", "/Schemas/{urn}/"]).get(get_schema))
+                "GET",
+            ))
+            .service(allowing(
+                web::resource(["/Schemas", "/Schemas/"]).get(list_schemas),
+                "GET",
+            ))
+            .service(allowing(
+                web::resource(["/Schemas/{urn}", "/Schemas/{urn}/"]).get(get_schema),
+                "GET",
+            ))
             .service(web::resource(["/Me", "/Me/{rest:.*}"]).to(me))
-            .service(web::resource(["/Bulk", "/Bulk/"]).post(bulk))
+            .service(allowing(
+                web::resource(["/Bulk", "/Bulk/"]).post(bulk),
+                "POST",
+            ))
             .default_service(web::to(authenticated_not_found)),
     );
+}
+
+/// `resource`, answering a method it does not take with 405 and the methods it takes in
+/// `Allow` (RFC 9110 §15.5.6) — after authentication, like an unknown path.
+fn allowing(resource: actix_web::Resource, methods: &'static str) -> actix_web::Resource {
+    resource.default_service(web::to(
+        move |_tenant: ScimTenant, req: HttpRequest| async move {
+            let mut response = Error::MethodNotAllowed(format!(
+                "{} is not a method of {}: it takes {methods}",
+                req.method(),
+                req.path()
+            ))
+            .scim_response();
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static(methods));
+            Ok::<_, Error>(response)
+        },
+    ))
 }
 
 /// A SCIM request body: any JSON, whatever the Content-Type says (`application/scim+json`,
@@ -927,7 +970,9 @@ async fn service_provider_config(
     state: web::Data<AppState>,
     req: HttpRequest,
     _tenant: ScimTenant,
-) -> HttpResponse {
+    query: QueryPairs,
+) -> Result<HttpResponse, Error> {
+    refuse_filter(&query)?;
     let body = discovery::service_provider_config(
         &scim_base(&state, &req),
         DEFAULT_PAGE_SIZE,
@@ -935,20 +980,22 @@ async fn service_provider_config(
         MAX_BULK_OPERATIONS,
         state.max_body_bytes,
     );
-    scim_response(HttpResponse::Ok(), &body)
+    Ok(scim_response(HttpResponse::Ok(), &body))
 }
 
 async fn list_resource_types(
     state: web::Data<AppState>,
     req: HttpRequest,
     _tenant: ScimTenant,
-) -> HttpResponse {
+    query: QueryPairs,
+) -> Result<HttpResponse, Error> {
+    refuse_filter(&query)?;
     let base = scim_base(&state, &req);
     let resources: Vec<Value> = discovery::RESOURCE_TYPES
         .iter()
         .map(|resource_type| discovery::resource_type(resource_type, &base))
         .collect();
-    list_response(resources)
+    Ok(list_response(resources))
 }
 
 async fn get_resource_type(
@@ -956,7 +1003,9 @@ async fn get_resource_type(
     req: HttpRequest,
     _tenant: ScimTenant,
     name: web::Path<String>,
+    query: QueryPairs,
 ) -> Result<HttpResponse, Error> {
+    refuse_filter(&query)?;
     let resource_type = discovery::RESOURCE_TYPES
         .iter()
         .find(|resource_type| resource_type.name.eq_ignore_ascii_case(&name))
@@ -971,14 +1020,16 @@ async fn list_schemas(
     state: web::Data<AppState>,
     req: HttpRequest,
     _tenant: ScimTenant,
-) -> HttpResponse {
+    query: QueryPairs,
+) -> Result<HttpResponse, Error> {
+    refuse_filter(&query)?;
     let base = scim_base(&state, &req);
-    list_response(
+    Ok(list_response(
         discovery::schemas()
             .into_iter()
             .map(|schema| discovery::schema(schema, &base))
             .collect(),
-    )
+    ))
 }
 
 async fn get_schema(
@@ -986,7 +1037,9 @@ async fn get_schema(
     req: HttpRequest,
     _tenant: ScimTenant,
     urn: web::Path<String>,
+    query: QueryPairs,
 ) -> Result<HttpResponse, Error> {
+    refuse_filter(&query)?;
     let schema = discovery::schemas()
         .into_iter()
         .find(|schema| schema.id.eq_ignore_ascii_case(&urn))
@@ -995,6 +1048,20 @@ async fn get_schema(
         HttpResponse::Ok(),
         &discovery::schema(schema, &scim_base(&state, &req)),
     ))
+}
+
+/// RFC 7644 §4: the discovery endpoints ignore query parameters, and a `filter` there
+/// SHOULD be 403, so that no client takes what comes back for what matched.
+fn refuse_filter(query: &QueryPairs) -> Result<(), Error> {
+    match param(query, "filter") {
+        Some(_) => Err(Error::Forbidden {
+            error_type: "filter_not_supported",
+            message: "the discovery endpoints are not filtered (RFC 7644 §4): drop `filter` and \
+                      pick what you need from the whole answer"
+                .into(),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn list_response(resources: Vec<Value>) -> HttpResponse {
