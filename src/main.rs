@@ -287,7 +287,7 @@ fn import_users(
         })?;
     }
     // A large import changes the tables' shape: plan by it before anything serves from them.
-    db::refresh_statistics(&mut conn)?;
+    db::refresh_statistics_after_load(&mut conn)?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(json!({
         "connection_id": connection,

@@ -313,6 +313,21 @@ pub fn refresh_statistics(conn: &mut DbConn) -> Result<(), Error> {
     Ok(())
 }
 
+/// Statistics after a bulk load (`import-users`), on either database: SQLite's as
+/// [`refresh_statistics`] makes them, and on PostgreSQL an `ANALYZE` of the tables an import
+/// fills. Autovacuum analyzes a table only after it notices the load, and until then the
+/// planner takes the new rows for none: at 300,000 freshly imported users, each batch of a
+/// filtered scan sorted 150,000 rows (524 ms instead of 1.3 ms) and `title co` did not finish
+/// in two minutes.
+pub fn refresh_statistics_after_load(conn: &mut DbConn) -> Result<(), Error> {
+    match conn {
+        DbConn::Sqlite(_) => refresh_statistics(conn),
+        DbConn::Postgres(pg) => pg
+            .batch_execute("ANALYZE members, member_emails, events, scim_connections")
+            .map_err(Error::from),
+    }
+}
+
 diesel::define_sql_function! {
     /// SQL `lower`. PostgreSQL folds all of Unicode, SQLite only ASCII: compare it with
     /// ASCII text, or accept the difference.
