@@ -1053,7 +1053,8 @@ async fn get_schema(
 /// RFC 7644 §4: the discovery endpoints ignore query parameters, and a `filter` there
 /// SHOULD be 403, so that no client takes what comes back for what matched.
 fn refuse_filter(query: &QueryPairs) -> Result<(), Error> {
-    match param(query, "filter") {
+    // An empty filter is no filter, as on the lists.
+    match param(query, "filter").filter(|filter| !filter.trim().is_empty()) {
         Some(_) => Err(Error::Forbidden {
             error_type: "filter_not_supported",
             message: "the discovery endpoints are not filtered (RFC 7644 §4): drop `filter` and \

@@ -146,22 +146,29 @@ fn plan_without_bound_values() {
     ) -> c_int {
         // SAFETY: SQLite calls this with the connection it is opening; the setting takes an
         // int (1: on) and an optional int pointer for the value read back (none).
-        unsafe {
+        let outcome = unsafe {
             ffi::sqlite3_db_config(
                 db,
                 ffi::SQLITE_DBCONFIG_ENABLE_QPSG,
                 1 as c_int,
                 std::ptr::null_mut::<c_int>(),
             )
+        };
+        if outcome != ffi::SQLITE_OK {
+            log::warn!("SQLite refused the query planner stability guarantee (code {outcome})");
         }
+        // An auto-extension that fails makes the connection fail to open; this one is only
+        // an optimisation.
+        ffi::SQLITE_OK
     }
 
     static REGISTER: std::sync::Once = std::sync::Once::new();
     REGISTER.call_once(|| {
         // SAFETY: registers a function with the signature SQLite expects; it stays valid
         // for the life of the process (a plain function).
-        unsafe {
-            ffi::sqlite3_auto_extension(Some(enable_qpsg));
+        let outcome = unsafe { ffi::sqlite3_auto_extension(Some(enable_qpsg)) };
+        if outcome != ffi::SQLITE_OK {
+            log::warn!("SQLite refused the auto-extension that sets QPSG (code {outcome})");
         }
     });
 }

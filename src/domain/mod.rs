@@ -375,10 +375,11 @@ impl CursorPage {
         })
     }
 
-    /// Rows a read asks for when `wanted` matches would do.
+    /// Rows a read asks for when `wanted` matches would do: that many when every row read
+    /// matches (at most a page and one, so bounded by the largest page), else a batch.
     fn batch(&self, wanted: u64) -> i64 {
         if self.exact {
-            (wanted as i64).clamp(1, SCAN_BATCH)
+            (wanted as i64).max(1)
         } else {
             SCAN_BATCH
         }
