@@ -573,12 +573,30 @@ pub fn project(
             }
         }
         resource = kept;
-    } else if !exclude.is_empty() {
+    } else {
         for selector in exclude {
             remove_selected(resource_type, &mut resource, selector);
         }
+        // Without `attributes`, what is returned only on request is not.
+        drop_returned_on_request(resource_type, &mut resource);
     }
     Value::Object(resource)
+}
+
+/// Removes the attributes whose `returned` is `request` (RFC 7643 §7), of the core schema
+/// and of each extension object: a response shows them only when `attributes` names them.
+fn drop_returned_on_request(resource_type: &ResourceType, resource: &mut Map<String, Value>) {
+    let on_request = |schema: &Schema, key: &str| {
+        schema
+            .attribute(key)
+            .is_some_and(|attribute| attribute.returned == Returned::Request)
+    };
+    resource.retain(|key, _| !on_request(resource_type.core, key));
+    for schema in resource_type.extensions {
+        if let Some(Value::Object(extension)) = resource.get_mut(schema.id) {
+            extension.retain(|key, _| !on_request(schema, key));
+        }
+    }
 }
 
 /// Projects an extension object to the selected attributes; a selector naming the whole
@@ -780,6 +798,76 @@ mod tests {
     use super::super::schema::{ENTERPRISE_USER_URN, GROUP_RESOURCE, USER_RESOURCE};
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_attribute_returned_on_request_shows_only_when_asked_for() {
+        use super::super::schema::{Kind, Mutability, Uniqueness};
+        const fn attribute(name: &'static str, returned: Returned) -> Attribute {
+            Attribute {
+                name,
+                kind: Kind::String,
+                multi_valued: false,
+                required: false,
+                case_exact: false,
+                mutability: Mutability::ReadWrite,
+                returned,
+                uniqueness: Uniqueness::None,
+                sub_attributes: &[],
+                canonical_values: &[],
+                reference_types: &[],
+                description: "",
+            }
+        }
+        static CORE: Schema = Schema {
+            id: "urn:example:core",
+            name: "Core",
+            description: "",
+            attributes: &[
+                attribute("id", Returned::Always),
+                attribute("plain", Returned::Default),
+                attribute("secretish", Returned::Request),
+            ],
+        };
+        static EXTENSION: Schema = Schema {
+            id: "urn:example:extension",
+            name: "Extension",
+            description: "",
+            attributes: &[
+                attribute("badge", Returned::Default),
+                attribute("audit", Returned::Request),
+            ],
+        };
+        static THING: ResourceType = ResourceType {
+            name: "Thing",
+            endpoint: "/Things",
+            description: "",
+            core: &CORE,
+            extensions: &[&EXTENSION],
+        };
+        let rendered = json!({
+            "id": "t-1", "plain": "p", "secretish": "s",
+            "urn:example:extension": {"badge": "b", "audit": "a"},
+        });
+        let shown = |include: &str, exclude: &str| {
+            project(
+                &THING,
+                rendered.clone(),
+                &parse_selectors(include),
+                &parse_selectors(exclude),
+            )
+        };
+        let by_default =
+            json!({"id": "t-1", "plain": "p", "urn:example:extension": {"badge": "b"}});
+        assert_eq!(shown("", ""), by_default);
+        assert_eq!(
+            shown("", "plain"),
+            json!({"id": "t-1", "urn:example:extension": {"badge": "b"}})
+        );
+        assert_eq!(
+            shown("secretish,urn:example:extension:audit", ""),
+            json!({"id": "t-1", "secretish": "s", "urn:example:extension": {"audit": "a"}})
+        );
+    }
 
     fn user(value: Value) -> Result<Attributes, Error> {
         normalize(&USER_RESOURCE, &value)
