@@ -9,16 +9,7 @@ set -euo pipefail
 users=${USERS:-1000000}
 deactivate=${DEACTIVATE:-1000}
 port=${PORT:-18185}
-root=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d)
-export DATABASE_URL=${DATABASE_URL:-$work/scimd.db}
-export SCIMD_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-scimd=${SCIMD:-$root/target/release/scimd}
-[ -x "$scimd" ] || (cd "$root" && cargo build --release)
-"$scimd" org create --name Bench --slug "filters-$$" >/dev/null
-created=$("$scimd" connection create --org "filters-$$" --idp microsoft-entra)
-export TOKEN=$(echo "$created" | sed -n 's/.*"bearer_token": "\(.*\)".*/\1/p')
-connection=$(echo "$created" | sed -n 's/.*"connection_id": "\([^"]*\)".*/\1/p')
+. "$(dirname "$0")/seeded.sh" filters
 echo "seeding $users users"
 "$scimd" connection import-users --connection "$connection" --generate "$users" --prefix user ${BATCH:+--batch "$BATCH"}
 RUST_LOG=warn "$scimd" serve --bind "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
