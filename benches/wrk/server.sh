@@ -1,16 +1,9 @@
 # Sourced by the benchmark scripts: starts a release scimd on 127.0.0.1:$port with a fresh
 # organization and SCIM connection, exports TOKEN, and stops the server and removes its
-# files on exit. Sets: here, root, work, scimd, server, base ("http://127.0.0.1:$port").
+# files on exit (the database and connection come from ../seeded.sh). Sets: here, root,
+# work, scimd, connection, server, base ("http://127.0.0.1:$port").
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-work=$(mktemp -d)
-export DATABASE_URL=${DATABASE_URL:-$work/scimd.db}
-export SCIMD_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-scimd=${SCIMD:-$root/target/release/scimd}
-[ -x "$scimd" ] || (cd "$root" && cargo build --release)
-"$scimd" org create --name Bench --slug "bench-$$" >/dev/null 2>&1
-export TOKEN=$("$scimd" connection create --org "bench-$$" --idp microsoft-entra 2>/dev/null |
-    sed -n 's/.*"bearer_token": "\(.*\)".*/\1/p')
+. "$(dirname "${BASH_SOURCE[0]}")/../seeded.sh" bench
 RUST_LOG=warn "$scimd" serve --bind "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT

@@ -34,95 +34,116 @@ pub const MAX_PAGE_SIZE: u64 = 1000;
 const MAX_FILTER_BYTES: usize = 8192;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    use actix_web::http::Method;
     cfg.service(
         web::scope("/scim/v2")
             .wrap(actix_web::middleware::from_fn(super::scim_errors))
             // Before `/Users/{id}`, which would otherwise take `.search` for an id.
-            .service(allowing(
-                web::resource("/Users/.search").post(search_users),
-                "POST",
+            .service(taking(
+                web::resource("/Users/.search"),
+                [(Method::POST, web::to(search_users))],
             ))
-            .service(allowing(
-                web::resource("/Groups/.search").post(search_groups),
-                "POST",
+            .service(taking(
+                web::resource("/Groups/.search"),
+                [(Method::POST, web::to(search_groups))],
             ))
-            .service(allowing(web::resource("/.search").post(search_all), "POST"))
-            .service(allowing(
-                web::resource(["/Users", "/Users/"])
-                    .get(list_users)
-                    .post(create_user),
-                "GET, POST",
+            .service(taking(
+                web::resource("/.search"),
+                [(Method::POST, web::to(search_all))],
             ))
-            .service(allowing(
-                web::resource(["/Users/{id}", "/Users/{id}/"])
-                    .get(get_user)
-                    .put(replace_user)
-                    .patch(patch_user)
-                    .delete(delete_user),
-                "GET, PUT, PATCH, DELETE",
+            .service(taking(
+                web::resource(["/Users", "/Users/"]),
+                [
+                    (Method::GET, web::to(list_users)),
+                    (Method::POST, web::to(create_user)),
+                ],
             ))
-            .service(allowing(
-                web::resource(["/Groups", "/Groups/"])
-                    .get(list_groups)
-                    .post(create_group),
-                "GET, POST",
+            .service(taking(
+                web::resource(["/Users/{id}", "/Users/{id}/"]),
+                [
+                    (Method::GET, web::to(get_user)),
+                    (Method::PUT, web::to(replace_user)),
+                    (Method::PATCH, web::to(patch_user)),
+                    (Method::DELETE, web::to(delete_user)),
+                ],
             ))
-            .service(allowing(
-                web::resource(["/Groups/{id}", "/Groups/{id}/"])
-                    .get(get_group)
-                    .put(replace_group)
-                    .patch(patch_group)
-                    .delete(delete_group),
-                "GET, PUT, PATCH, DELETE",
+            .service(taking(
+                web::resource(["/Groups", "/Groups/"]),
+                [
+                    (Method::GET, web::to(list_groups)),
+                    (Method::POST, web::to(create_group)),
+                ],
             ))
-            .service(allowing(
-                web::resource(["/ServiceProviderConfig", "/ServiceProviderConfig/"])
-                    .get(service_provider_config),
-                "GET",
+            .service(taking(
+                web::resource(["/Groups/{id}", "/Groups/{id}/"]),
+                [
+                    (Method::GET, web::to(get_group)),
+                    (Method::PUT, web::to(replace_group)),
+                    (Method::PATCH, web::to(patch_group)),
+                    (Method::DELETE, web::to(delete_group)),
+                ],
             ))
-            .service(allowing(
-                web::resource(["/ResourceTypes", "/ResourceTypes/"]).get(list_resource_types),
-                "GET",
+            .service(taking(
+                web::resource(["/ServiceProviderConfig", "/ServiceProviderConfig/"]),
+                [(Method::GET, web::to(service_provider_config))],
             ))
-            .service(allowing(
-                web::resource(["/ResourceTypes/{name}", "/ResourceTypes/{name}/"])
-                    .get(get_resource_type),
-                "GET",
+            .service(taking(
+                web::resource(["/ResourceTypes", "/ResourceTypes/"]),
+                [(Method::GET, web::to(list_resource_types))],
             ))
-            .service(allowing(
-                web::resource(["/Schemas", "/Schemas/"]).get(list_schemas),
-                "GET",
+            .service(taking(
+                web::resource(["/ResourceTypes/{name}", "/ResourceTypes/{name}/"]),
+                [(Method::GET, web::to(get_resource_type))],
             ))
-            .service(allowing(
-                web::resource(["/Schemas/{urn}", "/Schemas/{urn}/"]).get(get_schema),
-                "GET",
+            .service(taking(
+                web::resource(["/Schemas", "/Schemas/"]),
+                [(Method::GET, web::to(list_schemas))],
+            ))
+            .service(taking(
+                web::resource(["/Schemas/{urn}", "/Schemas/{urn}/"]),
+                [(Method::GET, web::to(get_schema))],
             ))
             .service(web::resource(["/Me", "/Me/{rest:.*}"]).to(me))
-            .service(allowing(
-                web::resource(["/Bulk", "/Bulk/"]).post(bulk),
-                "POST",
+            .service(taking(
+                web::resource(["/Bulk", "/Bulk/"]),
+                [(Method::POST, web::to(bulk))],
             ))
             .default_service(web::to(authenticated_not_found)),
     );
 }
 
-/// `resource`, answering a method it does not take with 405 and the methods it takes in
-/// `Allow` (RFC 9110 §15.5.6) — after authentication, like an unknown path.
-fn allowing(resource: actix_web::Resource, methods: &'static str) -> actix_web::Resource {
-    resource.default_service(web::to(
-        move |_tenant: ScimTenant, req: HttpRequest| async move {
+/// `resource` with its `routes`, each a method and its handler. Any other method is 405
+/// with those methods in `Allow` (RFC 9110 §15.5.6), which is made from the same list, so
+/// it cannot drift from what the resource takes — after authentication, like an unknown
+/// path.
+fn taking<const N: usize>(
+    resource: actix_web::Resource,
+    routes: [(actix_web::http::Method, actix_web::Route); N],
+) -> actix_web::Resource {
+    let methods = routes
+        .iter()
+        .map(|(method, _)| method.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let allow = header::HeaderValue::from_str(&methods).expect("method names are header-safe");
+    let resource = routes
+        .into_iter()
+        .fold(resource, |resource, (method, route)| {
+            resource.route(route.method(method))
+        });
+    resource.default_service(web::to(move |_tenant: ScimTenant, req: HttpRequest| {
+        let (allow, methods) = (allow.clone(), methods.clone());
+        async move {
             let mut response = Error::MethodNotAllowed(format!(
                 "{} is not a method of {}: it takes {methods}",
                 req.method(),
                 req.path()
             ))
             .scim_response();
-            response
-                .headers_mut()
-                .insert(header::ALLOW, header::HeaderValue::from_static(methods));
+            response.headers_mut().insert(header::ALLOW, allow);
             Ok::<_, Error>(response)
-        },
-    ))
+        }
+    }))
 }
 
 /// A SCIM request body: any JSON, whatever the Content-Type says (`application/scim+json`,
@@ -681,15 +702,19 @@ async fn group_page(
                 &window,
                 sort.as_ref(),
             )?;
-            let (next, previous) = (listed.next.clone(), listed.previous.clone());
-            let groups = listed
-                .items
+            let crate::domain::Listed {
+                total,
+                items,
+                next,
+                previous,
+            } = listed;
+            let groups = items
                 .into_iter()
                 .map(|group| with_members(tx, group, load_members))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((
                 PageOf {
-                    total: listed.total,
+                    total,
                     next,
                     previous,
                 },

@@ -119,6 +119,15 @@ pub enum Direction {
     Backward,
 }
 
+impl Direction {
+    fn reversed(self) -> Self {
+        match self {
+            Direction::Forward => Direction::Backward,
+            Direction::Backward => Direction::Forward,
+        }
+    }
+}
+
 /// One keyset read: at most `limit` rows strictly beyond `from` in `direction` (from the
 /// first or the last row when `None`), nearest first. See [`keyset_read!`](crate::keyset_read).
 #[derive(Debug, Clone, Copy)]
@@ -336,14 +345,10 @@ impl CursorPage {
             (Some(_), _) => {
                 let batch = self.batch(1);
                 let mut found = false;
-                let opposite = match direction {
-                    Direction::Forward => Direction::Backward,
-                    Direction::Backward => Direction::Forward,
-                };
                 scan_in_order(
                     conn,
                     nearest.clone(),
-                    opposite,
+                    direction.reversed(),
                     batch,
                     &mut fetch,
                     &position,
