@@ -104,10 +104,7 @@ fn work_once(
     if due.is_empty() {
         return Ok(false);
     }
-    let Some(webhook) = db::write(&mut *pool.get()?, |tx| {
-        webhooks::claim(tx, &due, owner, settings.lease)
-    })?
-    else {
+    let Some(webhook) = pool.write(|tx| webhooks::claim(tx, &due, owner, settings.lease))? else {
         return Ok(false);
     };
     let taken = Instant::now();
@@ -133,16 +130,14 @@ fn work_once(
                     .unwrap_or_else(|| format!("HTTP {}", outcome.status_code.unwrap_or(0)))
             );
         }
-        let go_on = db::write(&mut *pool.get()?, |tx| {
+        let go_on = pool.write(|tx| {
             webhooks::record_attempt(tx, &webhook, event, owner, &outcome, &settings.retry)
         })?;
         if !go_on {
             break;
         }
     }
-    db::write(&mut *pool.get()?, |tx| {
-        webhooks::release(tx, &webhook.webhook_id, owner)
-    })?;
+    pool.write(|tx| webhooks::release(tx, &webhook.webhook_id, owner))?;
     Ok(true)
 }
 

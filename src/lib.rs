@@ -61,10 +61,7 @@ async fn prune_events(state: web::Data<AppState>, retention: std::time::Duration
         else {
             return;
         };
-        let pruned = api::with_db(&state, move |conn| {
-            db::write(conn, |tx| domain::events::prune(tx, cutoff))
-        })
-        .await;
+        let pruned = api::with_write(&state, move |tx| domain::events::prune(tx, cutoff)).await;
         match pruned {
             Ok(0) => {}
             Ok(count) => log::info!("pruned {count} events older than {cutoff}"),

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::auth::Principal;
 use super::v1::{accessible, decode_cursor, encode_cursor, page_size};
-use super::{with_db, ApiJson};
+use super::{with_db, with_write, ApiJson};
 use crate::db::{self, DbConn};
 use crate::domain::discovery::{self, DiscoveryRequest};
 use crate::domain::member_roles;
@@ -58,12 +58,10 @@ async fn member_write(
     created: bool,
     work: impl FnOnce(&mut DbConn, &Actor, &str) -> Result<Member, Error> + Send + 'static,
 ) -> Result<HttpResponse, Error> {
-    let body = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &organization)?;
-            let member = work(tx, &principal.actor(), &organization.organization_id)?;
-            member_body(tx, &member)
-        })
+    let body = with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &organization)?;
+        let member = work(tx, &principal.actor(), &organization.organization_id)?;
+        member_body(tx, &member)
     })
     .await?;
     let mut response = if created {
@@ -131,16 +129,14 @@ async fn delete_member(
 ) -> Result<HttpResponse, Error> {
     let (organization, member_id) = path.into_inner();
     let deleted = member_id.clone();
-    with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &organization)?;
-            provisioning::delete(
-                tx,
-                &principal.actor(),
-                &organization.organization_id,
-                &member_id,
-            )
-        })
+    with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &organization)?;
+        provisioning::delete(
+            tx,
+            &principal.actor(),
+            &organization.organization_id,
+            &member_id,
+        )
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({ "member_id": deleted, "deleted": true })))
@@ -178,12 +174,10 @@ async fn invite_member(
     path: web::Path<String>,
     fields: ApiJson<InviteFields>,
 ) -> Result<HttpResponse, Error> {
-    let body = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &path)?;
-            let member = provisioning::invite(tx, &principal.actor(), &organization, fields.0)?;
-            member_body(tx, &member)
-        })
+    let body = with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &path)?;
+        let member = provisioning::invite(tx, &principal.actor(), &organization, fields.0)?;
+        member_body(tx, &member)
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({ "member": body })))
@@ -204,16 +198,14 @@ async fn jit(
     path: web::Path<String>,
     request: ApiJson<JitRequest>,
 ) -> Result<HttpResponse, Error> {
-    let (body, created) = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &path)?;
-            let actor = Actor {
-                source: Source::Jit,
-                id: principal.subject.clone(),
-            };
-            let outcome = provisioning::jit(tx, &actor, &organization, request.0)?;
-            Ok((member_body(tx, &outcome.member)?, outcome.created))
-        })
+    let (body, created) = with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &path)?;
+        let actor = Actor {
+            source: Source::Jit,
+            id: principal.subject.clone(),
+        };
+        let outcome = provisioning::jit(tx, &actor, &organization, request.0)?;
+        Ok((member_body(tx, &outcome.member)?, outcome.created))
     })
     .await?;
     let mut response = if created {

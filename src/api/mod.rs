@@ -33,13 +33,25 @@ pub async fn with_db<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
+    on_blocking_pool(state, move |pool| work(&mut *pool.get()?)).await
+}
+
+/// Runs `change` in one write transaction (`db::Pool::write`) on the blocking pool.
+pub async fn with_write<T: Send + 'static>(
+    state: &AppState,
+    change: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    on_blocking_pool(state, move |pool| pool.write(change)).await
+}
+
+async fn on_blocking_pool<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&crate::db::Pool) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
     let pool = state.pool.clone();
     let (result, recorded) = web::block(move || {
         crate::domain::events::take_recorded();
-        let result = pool
-            .get()
-            .map_err(Error::from)
-            .and_then(|mut conn| work(&mut conn));
+        let result = work(&pool);
         (result, crate::domain::events::take_recorded())
     })
     .await?;

@@ -10,7 +10,7 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::auth::ScimTenant;
-use super::{base_url, body_bytes, with_db};
+use super::{base_url, body_bytes, with_db, with_write};
 use crate::db;
 use crate::domain::members::Member;
 use crate::domain::scim_groups::{self, Group};
@@ -545,11 +545,9 @@ async fn create_user(
     body: ScimJson,
 ) -> Result<HttpResponse, Error> {
     let actor = tenant.actor();
-    let user = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let member = scim_users::create(tx, &tenant.0, &actor, &body.0)?;
-            with_groups(tx, member)
-        })
+    let user = with_write(&state, move |tx| {
+        let member = scim_users::create(tx, &tenant.0, &actor, &body.0)?;
+        with_groups(tx, member)
     })
     .await?;
     let base = base_url(&state, &req);
@@ -596,12 +594,10 @@ async fn replace_user(
     body: ScimJson,
 ) -> Result<HttpResponse, Error> {
     let actor = tenant.actor();
-    let user = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let member =
-                scim_users::replace(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &body.0)?;
-            with_groups(tx, member)
-        })
+    let user = with_write(&state, move |tx| {
+        let member =
+            scim_users::replace(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &body.0)?;
+        with_groups(tx, member)
     })
     .await?;
     Ok(user_response(
@@ -623,12 +619,10 @@ async fn patch_user(
 ) -> Result<HttpResponse, Error> {
     let request = PatchRequest::parse(&body.0)?;
     let actor = tenant.actor();
-    let user = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let member =
-                scim_users::patch(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &request)?;
-            with_groups(tx, member)
-        })
+    let user = with_write(&state, move |tx| {
+        let member =
+            scim_users::patch(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &request)?;
+        with_groups(tx, member)
     })
     .await?;
     Ok(user_response(
@@ -646,10 +640,8 @@ async fn delete_user(
     if_match: IfMatch,
 ) -> Result<HttpResponse, Error> {
     let actor = tenant.actor();
-    with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            scim_users::delete(tx, &tenant.0, &actor, &id, if_match.0.as_deref())
-        })
+    with_write(&state, move |tx| {
+        scim_users::delete(tx, &tenant.0, &actor, &id, if_match.0.as_deref())
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -862,11 +854,9 @@ async fn create_group(
     let actor = tenant.actor();
     let projection = projection(&query);
     let load_members = projection.shows("members");
-    let group = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let group = scim_groups::create(tx, &tenant.0, &actor, &body.0)?;
-            with_members(tx, group, load_members)
-        })
+    let group = with_write(&state, move |tx| {
+        let group = scim_groups::create(tx, &tenant.0, &actor, &body.0)?;
+        with_members(tx, group, load_members)
     })
     .await?;
     let base = base_url(&state, &req);
@@ -917,12 +907,10 @@ async fn replace_group(
     let actor = tenant.actor();
     let projection = projection(&query);
     let load_members = projection.shows("members");
-    let group = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let group =
-                scim_groups::replace(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &body.0)?;
-            with_members(tx, group, load_members)
-        })
+    let group = with_write(&state, move |tx| {
+        let group =
+            scim_groups::replace(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &body.0)?;
+        with_members(tx, group, load_members)
     })
     .await?;
     Ok(group_response(
@@ -950,12 +938,10 @@ async fn patch_group(
     let projection = projection(&query);
     let answer = !projection.include.is_empty() || !projection.exclude.is_empty();
     let load_members = answer && projection.shows("members");
-    let group = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let group =
-                scim_groups::patch(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &request)?;
-            with_members(tx, group, load_members)
-        })
+    let group = with_write(&state, move |tx| {
+        let group =
+            scim_groups::patch(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &request)?;
+        with_members(tx, group, load_members)
     })
     .await?;
     if !answer {
@@ -978,10 +964,8 @@ async fn delete_group(
     if_match: IfMatch,
 ) -> Result<HttpResponse, Error> {
     let actor = tenant.actor();
-    with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            scim_groups::delete(tx, &tenant.0, &actor, &id, if_match.0.as_deref())
-        })
+    with_write(&state, move |tx| {
+        scim_groups::delete(tx, &tenant.0, &actor, &id, if_match.0.as_deref())
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -1207,48 +1191,46 @@ async fn run_bulk_operation(
         .map(|tag| parse_etag(tag).into_iter().collect());
     let (tenant_of, actor) = (tenant.0.clone(), tenant.actor());
     let kind = operation.collection;
-    let (id, version, status) = with_db(state, move |conn| {
-        db::write(conn, |tx| {
-            let t = &tenant_of;
-            let id = operation.id.clone().unwrap_or_default();
-            let expected = expected.as_deref();
-            let data = &operation.data;
-            Ok(match (kind, operation.method) {
-                (Kind::Users, Method::Post) => {
-                    let member = scim_users::create(tx, t, &actor, data)?;
-                    (member.member_id, Some(member.version), 201)
-                }
-                (Kind::Users, Method::Put) => {
-                    let member = scim_users::replace(tx, t, &actor, &id, expected, data)?;
-                    (member.member_id, Some(member.version), 200)
-                }
-                (Kind::Users, Method::Patch) => {
-                    let request = PatchRequest::parse(data)?;
-                    let member = scim_users::patch(tx, t, &actor, &id, expected, &request)?;
-                    (member.member_id, Some(member.version), 200)
-                }
-                (Kind::Users, Method::Delete) => {
-                    scim_users::delete(tx, t, &actor, &id, expected)?;
-                    (id, None, 204)
-                }
-                (Kind::Groups, Method::Post) => {
-                    let group = scim_groups::create(tx, t, &actor, data)?;
-                    (group.group_id, Some(group.version), 201)
-                }
-                (Kind::Groups, Method::Put) => {
-                    let group = scim_groups::replace(tx, t, &actor, &id, expected, data)?;
-                    (group.group_id, Some(group.version), 200)
-                }
-                (Kind::Groups, Method::Patch) => {
-                    let request = PatchRequest::parse(data)?;
-                    let group = scim_groups::patch(tx, t, &actor, &id, expected, &request)?;
-                    (group.group_id, Some(group.version), 200)
-                }
-                (Kind::Groups, Method::Delete) => {
-                    scim_groups::delete(tx, t, &actor, &id, expected)?;
-                    (id, None, 204)
-                }
-            })
+    let (id, version, status) = with_write(state, move |tx| {
+        let t = &tenant_of;
+        let id = operation.id.clone().unwrap_or_default();
+        let expected = expected.as_deref();
+        let data = &operation.data;
+        Ok(match (kind, operation.method) {
+            (Kind::Users, Method::Post) => {
+                let member = scim_users::create(tx, t, &actor, data)?;
+                (member.member_id, Some(member.version), 201)
+            }
+            (Kind::Users, Method::Put) => {
+                let member = scim_users::replace(tx, t, &actor, &id, expected, data)?;
+                (member.member_id, Some(member.version), 200)
+            }
+            (Kind::Users, Method::Patch) => {
+                let request = PatchRequest::parse(data)?;
+                let member = scim_users::patch(tx, t, &actor, &id, expected, &request)?;
+                (member.member_id, Some(member.version), 200)
+            }
+            (Kind::Users, Method::Delete) => {
+                scim_users::delete(tx, t, &actor, &id, expected)?;
+                (id, None, 204)
+            }
+            (Kind::Groups, Method::Post) => {
+                let group = scim_groups::create(tx, t, &actor, data)?;
+                (group.group_id, Some(group.version), 201)
+            }
+            (Kind::Groups, Method::Put) => {
+                let group = scim_groups::replace(tx, t, &actor, &id, expected, data)?;
+                (group.group_id, Some(group.version), 200)
+            }
+            (Kind::Groups, Method::Patch) => {
+                let request = PatchRequest::parse(data)?;
+                let group = scim_groups::patch(tx, t, &actor, &id, expected, &request)?;
+                (group.group_id, Some(group.version), 200)
+            }
+            (Kind::Groups, Method::Delete) => {
+                scim_groups::delete(tx, t, &actor, &id, expected)?;
+                (id, None, 204)
+            }
         })
     })
     .await?;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::Principal;
-use super::{base_url, with_db, ApiJson};
+use super::{base_url, with_db, with_write, ApiJson};
 use crate::db::{self, DbConn};
 use crate::domain::connections::{self, Connection, ConnectionFields, Issued, Tenant};
 use crate::domain::member_roles::{self, AssignmentFields};
@@ -109,8 +109,8 @@ async fn create_organization(
 ) -> Result<HttpResponse, Error> {
     principal.require_admin()?;
     let actor = principal.actor();
-    let organization = with_db(&state, move |conn| {
-        db::write(conn, |tx| organizations::create(tx, &actor, fields.0))
+    let organization = with_write(&state, move |tx| {
+        organizations::create(tx, &actor, fields.0)
     })
     .await?;
     Ok(HttpResponse::Created().json(json!({ "organization": organization })))
@@ -157,16 +157,14 @@ async fn update_organization(
     path: web::Path<String>,
     fields: ApiJson<OrganizationFields>,
 ) -> Result<HttpResponse, Error> {
-    let organization = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &path)?;
-            organizations::update(
-                tx,
-                &principal.actor(),
-                &organization.organization_id,
-                fields.0,
-            )
-        })
+    let organization = with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &path)?;
+        organizations::update(
+            tx,
+            &principal.actor(),
+            &organization.organization_id,
+            fields.0,
+        )
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({ "organization": organization })))
@@ -178,12 +176,10 @@ async fn delete_organization(
     path: web::Path<String>,
 ) -> Result<HttpResponse, Error> {
     principal.require_admin()?;
-    let organization_id = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &path)?;
-            organizations::delete(tx, &principal.actor(), &organization.organization_id)?;
-            Ok(organization.organization_id)
-        })
+    let organization_id = with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &path)?;
+        organizations::delete(tx, &principal.actor(), &organization.organization_id)?;
+        Ok(organization.organization_id)
     })
     .await?;
     state.tokens.forget_organization(&organization_id);
@@ -222,16 +218,14 @@ async fn create_connection(
     path: web::Path<String>,
     fields: ApiJson<ConnectionFields>,
 ) -> Result<HttpResponse, Error> {
-    let issued = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &path)?;
-            connections::create(
-                tx,
-                &principal.actor(),
-                &organization.organization_id,
-                fields.0,
-            )
-        })
+    let issued = with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &path)?;
+        connections::create(
+            tx,
+            &principal.actor(),
+            &organization.organization_id,
+            fields.0,
+        )
     })
     .await?;
     Ok(HttpResponse::Created().json(issued_body(
@@ -287,17 +281,15 @@ async fn update_connection(
     fields: ApiJson<ConnectionFields>,
 ) -> Result<HttpResponse, Error> {
     let (organization, connection_id) = path.into_inner();
-    let connection = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &organization)?;
-            connections::update(
-                tx,
-                &principal.actor(),
-                &organization.organization_id,
-                &connection_id,
-                fields.0,
-            )
-        })
+    let connection = with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &organization)?;
+        connections::update(
+            tx,
+            &principal.actor(),
+            &organization.organization_id,
+            &connection_id,
+            fields.0,
+        )
     })
     .await?;
     connection_response(&state, &req, &connection)
@@ -310,16 +302,14 @@ async fn delete_connection(
 ) -> Result<HttpResponse, Error> {
     let (organization, connection_id) = path.into_inner();
     let deleted = connection_id.clone();
-    with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &organization)?;
-            connections::delete(
-                tx,
-                &principal.actor(),
-                &organization.organization_id,
-                &connection_id,
-            )
-        })
+    with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &organization)?;
+        connections::delete(
+            tx,
+            &principal.actor(),
+            &organization.organization_id,
+            &connection_id,
+        )
     })
     .await?;
     state.tokens.forget_connection(&deleted);
@@ -333,16 +323,14 @@ async fn start_rotation(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Error> {
     let (organization, connection_id) = path.into_inner();
-    let issued = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &organization)?;
-            connections::start_rotation(
-                tx,
-                &principal.actor(),
-                &organization.organization_id,
-                &connection_id,
-            )
-        })
+    let issued = with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &organization)?;
+        connections::start_rotation(
+            tx,
+            &principal.actor(),
+            &organization.organization_id,
+            &connection_id,
+        )
     })
     .await?;
     Ok(HttpResponse::Ok().json(issued_body(
@@ -359,16 +347,14 @@ async fn complete_rotation(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Error> {
     let (organization, connection_id) = path.into_inner();
-    let connection = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &organization)?;
-            connections::complete_rotation(
-                tx,
-                &principal.actor(),
-                &organization.organization_id,
-                &connection_id,
-            )
-        })
+    let connection = with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &organization)?;
+        connections::complete_rotation(
+            tx,
+            &principal.actor(),
+            &organization.organization_id,
+            &connection_id,
+        )
     })
     .await?;
     state.tokens.forget_connection(&connection.connection_id);
@@ -382,16 +368,14 @@ async fn cancel_rotation(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Error> {
     let (organization, connection_id) = path.into_inner();
-    let connection = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &organization)?;
-            connections::cancel_rotation(
-                tx,
-                &principal.actor(),
-                &organization.organization_id,
-                &connection_id,
-            )
-        })
+    let connection = with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &organization)?;
+        connections::cancel_rotation(
+            tx,
+            &principal.actor(),
+            &organization.organization_id,
+            &connection_id,
+        )
     })
     .await?;
     state.tokens.forget_connection(&connection.connection_id);
@@ -419,16 +403,14 @@ async fn create_role(
     path: web::Path<String>,
     fields: ApiJson<RoleFields>,
 ) -> Result<HttpResponse, Error> {
-    let role = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &path)?;
-            roles::create(
-                tx,
-                &principal.actor(),
-                &organization.organization_id,
-                fields.0,
-            )
-        })
+    let role = with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &path)?;
+        roles::create(
+            tx,
+            &principal.actor(),
+            &organization.organization_id,
+            fields.0,
+        )
     })
     .await?;
     Ok(HttpResponse::Created().json(json!({ "role": role })))
@@ -457,17 +439,15 @@ async fn update_role(
     fields: ApiJson<RoleFields>,
 ) -> Result<HttpResponse, Error> {
     let (organization, role_id) = path.into_inner();
-    let role = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &organization)?;
-            roles::update(
-                tx,
-                &principal.actor(),
-                &organization.organization_id,
-                &role_id,
-                fields.0,
-            )
-        })
+    let role = with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &organization)?;
+        roles::update(
+            tx,
+            &principal.actor(),
+            &organization.organization_id,
+            &role_id,
+            fields.0,
+        )
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({ "role": role })))
@@ -480,16 +460,14 @@ async fn delete_role(
 ) -> Result<HttpResponse, Error> {
     let (organization, role_id) = path.into_inner();
     let deleted = role_id.clone();
-    with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let organization = accessible(tx, &principal, &organization)?;
-            roles::delete(
-                tx,
-                &principal.actor(),
-                &organization.organization_id,
-                &role_id,
-            )
-        })
+    with_write(&state, move |tx| {
+        let organization = accessible(tx, &principal, &organization)?;
+        roles::delete(
+            tx,
+            &principal.actor(),
+            &organization.organization_id,
+            &role_id,
+        )
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({ "role_id": deleted, "deleted": true })))
@@ -533,11 +511,9 @@ async fn create_assignments(
     fields: ApiJson<AssignmentFields>,
 ) -> Result<HttpResponse, Error> {
     let (organization, connection_id) = path.into_inner();
-    let assignments = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let tenant = accessible_tenant(tx, &principal, &organization, &connection_id)?;
-            member_roles::assign(tx, &principal.actor(), &tenant, fields.0)
-        })
+    let assignments = with_write(&state, move |tx| {
+        let tenant = accessible_tenant(tx, &principal, &organization, &connection_id)?;
+        member_roles::assign(tx, &principal.actor(), &tenant, fields.0)
     })
     .await?;
     Ok(HttpResponse::Created().json(json!({ "group_role_assignments": assignments })))
@@ -550,11 +526,9 @@ async fn delete_assignment(
 ) -> Result<HttpResponse, Error> {
     let (organization, connection_id, assignment_id) = path.into_inner();
     let deleted = assignment_id.clone();
-    with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            let tenant = accessible_tenant(tx, &principal, &organization, &connection_id)?;
-            member_roles::unassign(tx, &principal.actor(), &tenant, &assignment_id)
-        })
+    with_write(&state, move |tx| {
+        let tenant = accessible_tenant(tx, &principal, &organization, &connection_id)?;
+        member_roles::unassign(tx, &principal.actor(), &tenant, &assignment_id)
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({ "assignment_id": deleted, "deleted": true })))

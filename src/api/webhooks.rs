@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::auth::Principal;
 use super::v1::{accessible, decode_cursor, page_size, paginate, PageQuery};
-use super::{with_db, ApiJson};
+use super::{with_db, with_write, ApiJson};
 use crate::db;
 use crate::domain::events::FeedCursor;
 use crate::domain::webhooks::{self, WebhookFields};
@@ -41,14 +41,12 @@ async fn create_webhook(
         fields.organization_id = principal.organization_scope().map(str::to_owned);
     }
     let policy = state.webhook_urls;
-    let (webhook, secret) = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            if let Some(organization) = &fields.organization_id {
-                fields.organization_id =
-                    Some(accessible(tx, &principal, organization)?.organization_id);
-            }
-            webhooks::create(tx, &principal.actor(), &policy, fields.clone())
-        })
+    let (webhook, secret) = with_write(&state, move |tx| {
+        if let Some(organization) = &fields.organization_id {
+            fields.organization_id =
+                Some(accessible(tx, &principal, organization)?.organization_id);
+        }
+        webhooks::create(tx, &principal.actor(), &policy, fields.clone())
     })
     .await?;
     Ok(HttpResponse::Created().json(json!({ "webhook": webhook, "secret": secret })))
@@ -87,17 +85,15 @@ async fn update_webhook(
 ) -> Result<HttpResponse, Error> {
     let only = principal.organization_scope().map(str::to_owned);
     let policy = state.webhook_urls;
-    let webhook = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            webhooks::update(
-                tx,
-                &principal.actor(),
-                &policy,
-                &path,
-                only.as_deref(),
-                fields.0.clone(),
-            )
-        })
+    let webhook = with_write(&state, move |tx| {
+        webhooks::update(
+            tx,
+            &principal.actor(),
+            &policy,
+            &path,
+            only.as_deref(),
+            fields.0.clone(),
+        )
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({ "webhook": webhook })))
@@ -111,10 +107,8 @@ async fn delete_webhook(
     let only = principal.organization_scope().map(str::to_owned);
     let webhook_id = path.into_inner();
     let deleted = webhook_id.clone();
-    with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            webhooks::delete(tx, &principal.actor(), &webhook_id, only.as_deref())
-        })
+    with_write(&state, move |tx| {
+        webhooks::delete(tx, &principal.actor(), &webhook_id, only.as_deref())
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({ "webhook_id": deleted, "deleted": true })))
@@ -162,16 +156,14 @@ async fn replay(
         .as_deref()
         .map(FeedCursor::decode)
         .transpose()?;
-    let webhook = with_db(&state, move |conn| {
-        db::write(conn, |tx| {
-            webhooks::replay(
-                tx,
-                &principal.actor(),
-                &path,
-                only.as_deref(),
-                after.clone(),
-            )
-        })
+    let webhook = with_write(&state, move |tx| {
+        webhooks::replay(
+            tx,
+            &principal.actor(),
+            &path,
+            only.as_deref(),
+            after.clone(),
+        )
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({ "webhook": webhook })))

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Same-run A/B of scimd builds (BENCHMARKS.md): for ROUNDS rounds, each build in turn gets a
+# fresh database (SQLite unless DATABASE_URL says otherwise), USERS imported users (none for
+# entra-sync, which creates them), a `serve` on 127.0.0.1, and one `scimd-bench` run of
+# SCENARIO; then its summary line and the server's CPU per request, from /proc.
+#   benches/ab.sh patch /tmp/before/scimd target/release/scimd
+set -euo pipefail
+scenario=$1; shift
+rounds=${ROUNDS:-2} users=${USERS:-5000} connections=${CONNECTIONS:-8} duration=${DURATION:-10}
+port=${PORT:-18190}
+root=$(cd "$(dirname "$0")/.." && pwd)
+bench=$root/target/release/scimd-bench
+[ -x "$bench" ] || (cd "$root" && cargo build --release --bins)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+for round in $(seq 1 "$rounds"); do
+    for build in "$@"; do
+        (
+            export SCIMD=$build
+            . "$root/benches/seeded.sh" ab
+            server=""
+            trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
+            [ "$scenario" = entra-sync ] || "$scimd" connection import-users \
+                --connection "$connection" --generate "$users" --prefix bench >/dev/null
+            RUST_LOG=warn "$scimd" serve --bind "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
+            server=$!
+            for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/readyz" && break; sleep 0.2; done
+            before=$(cpu_ticks $server)
+            summary=$("$bench" --url "http://127.0.0.1:$port/scim/v2" --token "$TOKEN" \
+                --scenario "$scenario" --users "$users" --connections "$connections" \
+                --duration-s "$duration" --prefix bench --json-out "$work/run.json" | grep '^summary')
+            ticks=$(($(cpu_ticks $server) - before))
+            requests=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["requests"])' "$work/run.json")
+            echo "round $round $build: $summary; server CPU $((ticks * 10000 / requests)) µs/request"
+        )
+    done
+done

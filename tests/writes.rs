@@ -1,0 +1,128 @@
+//! `db::Pool::write`: one transaction a change, on both databases; on SQLite through the one
+//! writer connection, which must see what other connections commit, and its background
+//! checkpoints.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use rstest::rstest;
+
+use common::{Db, TestDatabase};
+use scimd::db::{self, DbConn};
+use scimd::error::Error;
+
+#[derive(QueryableByName)]
+struct Number {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn counter(conn: &mut DbConn) -> Result<i64, Error> {
+    Ok(diesel::sql_query("SELECT n FROM counter WHERE id = 1")
+        .get_result::<Number>(conn)?
+        .n)
+}
+
+fn bump(conn: &mut DbConn) -> Result<i64, Error> {
+    diesel::sql_query("UPDATE counter SET n = n + 1 WHERE id = 1").execute(conn)?;
+    counter(conn)
+}
+
+fn with_counter(db: Db) -> (TestDatabase, db::Pool) {
+    let database = TestDatabase::new(db);
+    let pool = db::connect(&database.url, 4).expect("database opens");
+    pool.get()
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT NOT NULL);
+             INSERT INTO counter VALUES (1, 0);",
+        )
+        .unwrap();
+    (database, pool)
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+fn concurrent_writes_each_commit_once_and_a_failed_one_leaves_nothing(#[case] db: Db) {
+    let (_database, pool) = with_counter(db);
+    let threads: Vec<_> = (0..8)
+        .map(|thread| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                for round in 0..25 {
+                    pool.write(bump).expect("the write commits");
+                    if (thread + round) % 5 == 0 {
+                        let failed: Result<(), Error> = pool.write(|tx| {
+                            bump(tx)?;
+                            Err(Error::invalid("test", "this change is refused"))
+                        });
+                        assert!(failed.is_err());
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(db::read(&mut pool.get().unwrap(), counter).unwrap(), 200);
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+fn a_write_sees_what_another_pool_committed(#[case] db: Db) {
+    // Two pools on one database, as two scimd processes would have: each write must start
+    // from the other's last commit, whatever its connection kept in its cache.
+    let (database, first) = with_counter(db);
+    let second = db::connect(&database.url, 2).expect("database opens");
+    for round in 0..20 {
+        let (writer, other) = if round % 2 == 0 {
+            (&first, &second)
+        } else {
+            (&second, &first)
+        };
+        assert_eq!(writer.write(bump).unwrap(), 2 * round + 1);
+        assert_eq!(other.write(bump).unwrap(), 2 * round + 2);
+    }
+    // A plain pooled connection writing behind the writer's back is seen too.
+    db::write(&mut first.get().unwrap(), bump).unwrap();
+    assert_eq!(first.write(bump).unwrap(), 42);
+}
+
+#[test]
+fn sqlite_pages_reach_the_database_file_without_a_checkpoint_in_the_commit() {
+    // The writer's commits leave the WAL alone (below a backstop of 64 MiB); the background
+    // thread copies it into the database file a quarter of a second later.
+    let (database, pool) = with_counter(Db::Sqlite);
+    let size = || std::fs::metadata(&database.url).unwrap().len();
+    pool.write(|tx| {
+        tx.batch_execute("CREATE TABLE filler (body BLOB)")?;
+        Ok(())
+    })
+    .unwrap();
+    let before = size();
+    for _ in 0..20 {
+        pool.write(|tx| {
+            tx.batch_execute("INSERT INTO filler VALUES (randomblob(16384))")?;
+            Ok(())
+        })
+        .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while size() < before + 20 * 16384 {
+        assert!(
+            Instant::now() < deadline,
+            "the database file stayed at {} bytes ({before} before 320 KiB were written)",
+            size()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The pool is still open: it was not a last connection closing that checkpointed.
+    assert_eq!(pool.write(bump).unwrap(), 1);
+}
