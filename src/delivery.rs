@@ -104,7 +104,8 @@ fn work_once(
     if due.is_empty() {
         return Ok(false);
     }
-    let Some(webhook) = pool.write(|tx| webhooks::claim(tx, &due, owner, settings.lease))? else {
+    let (holder, lease) = (owner.to_string(), settings.lease);
+    let Some(webhook) = pool.write(move |tx| webhooks::claim(tx, &due, &holder, lease))? else {
         return Ok(false);
     };
     let taken = Instant::now();
@@ -130,14 +131,21 @@ fn work_once(
                     .unwrap_or_else(|| format!("HTTP {}", outcome.status_code.unwrap_or(0)))
             );
         }
-        let go_on = pool.write(|tx| {
-            webhooks::record_attempt(tx, &webhook, event, owner, &outcome, &settings.retry)
+        let (attempted, event, holder, retry) = (
+            webhook.clone(),
+            event.clone(),
+            owner.to_string(),
+            settings.retry,
+        );
+        let go_on = pool.write(move |tx| {
+            webhooks::record_attempt(tx, &attempted, &event, &holder, &outcome, &retry)
         })?;
         if !go_on {
             break;
         }
     }
-    pool.write(|tx| webhooks::release(tx, &webhook.webhook_id, owner))?;
+    let holder = owner.to_string();
+    pool.write(move |tx| webhooks::release(tx, &webhook.webhook_id, &holder))?;
     Ok(true)
 }
 

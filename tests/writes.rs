@@ -95,6 +95,120 @@ fn a_write_sees_what_another_pool_committed(#[case] db: Db) {
     assert_eq!(first.write(bump).unwrap(), 42);
 }
 
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+fn changes_that_wait_together_succeed_or_fail_each_alone(#[case] db: Db) {
+    // While one slow change holds the writer, six more queue and are then committed as one
+    // group on SQLite: two succeed, one is refused, one breaks a unique index, one panics,
+    // one succeeds after them. Each gets its own outcome; only the successes remain.
+    let (_database, pool) = with_counter(db);
+    let slow = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            pool.write(|tx| {
+                let n = bump(tx)?;
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(n)
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    type Change = fn(&mut DbConn) -> Result<i64, Error>;
+    let changes: [(&str, Change); 6] = [
+        ("bump", bump),
+        ("refused", |tx| {
+            bump(tx)?;
+            Err(Error::invalid("test", "refused"))
+        }),
+        ("duplicate", |tx| {
+            bump(tx)?;
+            diesel::sql_query("INSERT INTO counter VALUES (1, 0)").execute(tx)?;
+            Ok(0)
+        }),
+        ("panics", |tx| {
+            bump(tx)?;
+            panic!("a change that panics");
+        }),
+        ("bump", bump),
+        ("bump", bump),
+    ];
+    let waiting: Vec<_> = changes
+        .into_iter()
+        .map(|(name, change)| {
+            let pool = pool.clone();
+            let thread = std::thread::spawn(move || pool.write(change));
+            (name, thread)
+        })
+        .collect();
+    assert_eq!(slow.join().unwrap().unwrap(), 1);
+    for (name, thread) in waiting {
+        let outcome = thread
+            .join()
+            .expect("a panicking change fails, not its caller");
+        match name {
+            "bump" => assert!(outcome.is_ok(), "{name}: {outcome:?}"),
+            "refused" => assert!(matches!(outcome, Err(Error::Invalid { .. })), "{outcome:?}"),
+            "duplicate" => assert!(
+                matches!(outcome, Err(Error::Conflict { .. })),
+                "{outcome:?}"
+            ),
+            _ => assert!(
+                matches!(outcome, Err(Error::Internal(_))),
+                "{name}: {outcome:?}"
+            ),
+        }
+    }
+    assert_eq!(db::read(&mut pool.get().unwrap(), counter).unwrap(), 4);
+    assert_eq!(
+        pool.write(bump).unwrap(),
+        5,
+        "the writer goes on after a panic"
+    );
+}
+
+#[test]
+fn a_change_whose_savepoint_cannot_be_rolled_back_takes_its_group_with_it() {
+    // A change that ends its own savepoint and then fails cannot be undone alone: what it
+    // wrote is part of the group's transaction. The group is rolled back whole, and every
+    // change in it fails; nothing of it is committed.
+    let (_database, pool) = with_counter(Db::Sqlite);
+    let slow = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            pool.write(|tx| {
+                std::thread::sleep(Duration::from_millis(300));
+                bump(tx)
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    type Change = fn(&mut DbConn) -> Result<i64, Error>;
+    let changes: [Change; 3] = [
+        bump,
+        |tx| {
+            bump(tx)?;
+            tx.batch_execute("RELEASE SAVEPOINT diesel_savepoint_1")?;
+            Err(Error::invalid("test", "fails after ending its savepoint"))
+        },
+        bump,
+    ];
+    let waiting: Vec<_> = changes
+        .into_iter()
+        .map(|change| {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.write(change))
+        })
+        .collect();
+    assert_eq!(slow.join().unwrap().unwrap(), 1);
+    for thread in waiting {
+        let outcome = thread.join().unwrap();
+        assert!(outcome.is_err(), "{outcome:?}");
+    }
+    assert_eq!(db::read(&mut pool.get().unwrap(), counter).unwrap(), 1);
+    assert_eq!(pool.write(bump).unwrap(), 2, "the writer goes on");
+}
+
 #[test]
 fn sqlite_pages_reach_the_database_file_without_a_checkpoint_in_the_commit() {
     // The writer's commits leave the WAL alone (below a backstop of 64 MiB); the background

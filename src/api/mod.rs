@@ -33,34 +33,39 @@ pub async fn with_db<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
-    on_blocking_pool(state, move |pool| work(&mut *pool.get()?)).await
+    on_blocking_pool(state, move |pool| recording(|| work(&mut *pool.get()?))).await
 }
 
-/// Runs `change` in one write transaction (`db::Pool::write`) on the blocking pool.
+/// Runs `change` as one write (`db::Pool::write`) on the blocking pool. On SQLite it may run
+/// on another request's thread, so whether it recorded an event travels with its result.
 pub async fn with_write<T: Send + 'static>(
     state: &AppState,
     change: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
-    on_blocking_pool(state, move |pool| pool.write(change)).await
+    on_blocking_pool(state, move |pool| {
+        pool.write(move |tx| recording(|| change(tx)))
+    })
+    .await
+}
+
+/// `work`'s value, and whether it recorded an event on this thread.
+fn recording<T>(work: impl FnOnce() -> Result<T, Error>) -> Result<(T, bool), Error> {
+    crate::domain::events::take_recorded();
+    let value = work()?;
+    Ok((value, crate::domain::events::take_recorded()))
 }
 
 async fn on_blocking_pool<T: Send + 'static>(
     state: &AppState,
-    work: impl FnOnce(&crate::db::Pool) -> Result<T, Error> + Send + 'static,
+    work: impl FnOnce(&crate::db::Pool) -> Result<(T, bool), Error> + Send + 'static,
 ) -> Result<T, Error> {
     let pool = state.pool.clone();
-    let (result, recorded) = web::block(move || {
-        crate::domain::events::take_recorded();
-        let result = work(&pool);
-        (result, crate::domain::events::take_recorded())
-    })
-    .await?;
-    // The work's transaction has committed (or rolled back, and then it failed): readers
-    // waiting for events may look again.
-    if recorded && result.is_ok() {
+    let (value, recorded) = web::block(move || work(&pool)).await??;
+    // The work's transaction has committed: readers waiting for events may look again.
+    if recorded {
         state.events.ring();
     }
-    result
+    Ok(value)
 }
 
 /// The base URL links are built from: `--public-url`, else the request's scheme and Host.

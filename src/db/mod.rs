@@ -2,9 +2,10 @@
 //! migrations, and the write transaction every change goes through.
 
 pub mod schema;
+mod writer;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -15,6 +16,7 @@ use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::Error;
+use writer::Writer;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -26,7 +28,7 @@ pub enum DbConn {
 }
 
 /// The connections of one database. On SQLite every write of this process that goes through
-/// [`Pool::write`] runs on one connection kept for it; see [`Writer`].
+/// [`Pool::write`] runs on one connection kept for it, several at a time (`writer.rs`).
 #[derive(Clone)]
 pub struct Pool {
     connections: diesel::r2d2::Pool<Manager>,
@@ -39,116 +41,19 @@ impl Pool {
         self.connections.get()
     }
 
-    /// Runs `change` in one write transaction, as [`write`] does. On SQLite it runs on the
-    /// writer connection.
-    pub fn write<T>(
+    /// Runs `change` as one atomic write, as [`write`] does: it takes effect whole when this
+    /// returns `Ok`, and not at all when it returns `Err`. On SQLite it runs on the writer
+    /// connection, possibly on another caller's thread, in one transaction with the changes
+    /// other threads asked for meanwhile, each behind its own savepoint.
+    pub fn write<T: Send + 'static>(
         &self,
-        change: impl FnOnce(&mut DbConn) -> Result<T, Error>,
+        change: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         match &self.writer {
             Some(writer) => writer.write(change),
-            None => write(&mut *self.get()?, change),
+            None => panic_as_error(|| write(&mut *self.get()?, change)),
         }
     }
-}
-
-/// SQLite's one writer, kept as its own connection.
-///
-/// SQLite discards a connection's whole page cache when it begins a transaction after another
-/// connection committed. With writes spread over the pool, every PATCH started cold: 69 page
-/// reads from the file (strace, 8 connections), against 30 on one connection. Kept for
-/// writing, this connection's cache survives from one write to the next; readers reload
-/// theirs after each write, as before.
-///
-/// Its commits never checkpoint (`wal_autocheckpoint`, below the backstop): a thread of the
-/// writer copies the WAL back into the database every [`CHECKPOINT_EVERY`] instead, while
-/// writers go on. A checkpoint run by the committing writer held every other writer behind
-/// it, through two `fsync`s, each 1,000 pages.
-struct Writer {
-    manager: Manager,
-    connection: Mutex<Option<DbConn>>,
-    /// Whether anything was committed since the last checkpoint.
-    written: AtomicBool,
-}
-
-/// How often the checkpoint thread copies committed pages back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-
-/// The writer still checkpoints in its own commit once the WAL holds this many pages (64 MiB
-/// of 4 KiB pages): should the checkpoint thread fall behind, the WAL stays bounded.
-const CHECKPOINT_BACKSTOP_PAGES: u32 = 16_384;
-
-impl Writer {
-    fn write<T>(&self, change: impl FnOnce(&mut DbConn) -> Result<T, Error>) -> Result<T, Error> {
-        let mut slot = self
-            .connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let conn = match &mut *slot {
-            Some(conn) => conn,
-            empty => empty.insert(self.open()?),
-        };
-        let outcome = write(conn, change);
-        self.written.store(true, Ordering::Release);
-        if conn.is_broken() {
-            // A failed rollback: open a fresh connection next time.
-            *slot = None;
-        }
-        outcome
-    }
-
-    fn open(&self) -> Result<DbConn, Error> {
-        let mut conn = self.manager.connect().map_err(|error| {
-            Error::Unavailable(format!("cannot open the database for writing: {error}"))
-        })?;
-        conn.batch_execute(&format!(
-            "PRAGMA wal_autocheckpoint = {CHECKPOINT_BACKSTOP_PAGES}"
-        ))?;
-        Ok(conn)
-    }
-
-    /// Starts the thread that checkpoints after this writer's commits, for as long as the
-    /// writer lives. It opens its own connection at the first commit it sees. A passive
-    /// checkpoint copies what no reader still needs and waits for no one.
-    fn start_checkpoints(writer: &Arc<Writer>) {
-        let writer = Arc::downgrade(writer);
-        let spawned = std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || checkpoint_while_alive(&writer));
-        if let Err(error) = spawned {
-            log::warn!("no checkpoint thread ({error}); the writer checkpoints in its commits");
-        }
-    }
-}
-
-fn checkpoint_while_alive(writer: &Weak<Writer>) {
-    let mut conn = None;
-    loop {
-        std::thread::sleep(CHECKPOINT_EVERY);
-        let Some(writer) = writer.upgrade() else {
-            return;
-        };
-        if !writer.written.swap(false, Ordering::AcqRel) {
-            continue;
-        }
-        let checkpointed = match &mut conn {
-            Some(conn) => checkpoint(conn),
-            empty => writer
-                .manager
-                .connect()
-                .map_err(|error| Error::Unavailable(error.to_string()))
-                .and_then(|opened| checkpoint(empty.insert(opened))),
-        };
-        if let Err(error) = checkpointed {
-            log::warn!("WAL checkpoint failed: {error}");
-            conn = None;
-        }
-    }
-}
-
-fn checkpoint(conn: &mut DbConn) -> Result<(), Error> {
-    conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
-        .map_err(Error::from)
 }
 
 /// Runs `$body` with `$inner` bound to the backend's own connection, for the few statements
@@ -302,15 +207,7 @@ fn plan_without_bound_values() {
 /// Builds the pool and checks that the database answers.
 pub fn connect(database_url: &str, max_size: u32) -> Result<Pool, Error> {
     let manager = Manager::new(database_url);
-    let writer = (manager.backend == Backend::Sqlite).then(|| {
-        let writer = Arc::new(Writer {
-            manager: manager.clone(),
-            connection: Mutex::new(None),
-            written: AtomicBool::new(false),
-        });
-        Writer::start_checkpoints(&writer);
-        writer
-    });
+    let writer = (manager.backend == Backend::Sqlite).then(|| Writer::start(manager.clone()));
     // SQLite takes one writer at a time; more connections only help readers.
     let connections = diesel::r2d2::Pool::builder()
         .max_size(max_size)
@@ -399,8 +296,33 @@ where
             None
         }
     };
-    let outcome = change(conn);
-    finish(conn, outcome)
+    run_to_end(conn, change)
+}
+
+/// Runs `change` in the transaction (or savepoint) just begun, and ends it as [`finish`]
+/// does. A panic rolls it back before it unwinds further, so that no connection goes back to
+/// the pool inside a transaction.
+fn run_to_end<T, E>(
+    conn: &mut DbConn,
+    change: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    match catch_unwind(AssertUnwindSafe(|| change(&mut *conn))) {
+        Ok(outcome) => finish(conn, outcome),
+        Err(panic) => {
+            let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(conn);
+            resume_unwind(panic)
+        }
+    }
+}
+
+/// `write`'s outcome, with a panic in it turned into an error: a change that panics fails
+/// alone, whichever thread it ran on.
+fn panic_as_error<T>(write: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    catch_unwind(AssertUnwindSafe(write))
+        .unwrap_or_else(|_| Err(Error::internal("a write panicked")))
 }
 
 /// Commits the open transaction when `outcome` is `Ok`, rolls it back when it is `Err`.
@@ -438,8 +360,7 @@ where
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         )?,
     }
-    let outcome = query(conn);
-    finish(conn, outcome)
+    run_to_end(conn, query)
 }
 
 /// Refreshes SQLite's planner statistics (`sqlite_stat1`); PostgreSQL keeps its own
