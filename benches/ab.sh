@@ -16,7 +16,7 @@ for round in $(seq 1 "$rounds"); do
     for build in "$@"; do
         (
             export SCIMD=$build
-            . "$root/benches/seeded.sh" ab
+            . "$root/benches/seeded.sh" "ab$round$RANDOM"
             server=""
             trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
             [ "$scenario" = entra-sync ] || "$scimd" connection import-users \
