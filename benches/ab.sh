@@ -21,9 +21,7 @@ for round in $(seq 1 "$rounds"); do
             trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
             [ "$scenario" = entra-sync ] || "$scimd" connection import-users \
                 --connection "$connection" --generate "$users" --prefix bench >/dev/null
-            RUST_LOG=warn "$scimd" serve --bind "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
-            server=$!
-            for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/readyz" && break; sleep 0.2; done
+            start_server "$port" 20
             before=$(cpu_ticks $server)
             summary=$("$bench" --url "http://127.0.0.1:$port/scim/v2" --token "$TOKEN" \
                 --scenario "$scenario" --users "$users" --connections "$connections" \

@@ -12,3 +12,14 @@ scimd=${SCIMD:-$root/target/release/scimd}
 created=$("$scimd" connection create --org "$1-$$" --idp microsoft-entra)
 export TOKEN=$(echo "$created" | sed -n 's/.*"bearer_token": "\(.*\)".*/\1/p')
 connection=$(echo "$created" | sed -n 's/.*"connection_id": "\([^"]*\)".*/\1/p')
+
+# Starts `scimd serve` on 127.0.0.1:$1 (log in $work/serve.log) and waits until it answers
+# /readyz (up to $2 seconds, default 60). Sets: server (its pid).
+start_server() {
+    RUST_LOG=warn "$scimd" serve --bind "127.0.0.1:$1" >"$work/serve.log" 2>&1 &
+    server=$!
+    for _ in $(seq 1 $((${2:-60} * 5))); do
+        curl -s -o /dev/null "http://127.0.0.1:$1/readyz" && return 0
+        sleep 0.2
+    done
+}

@@ -19,9 +19,7 @@ for size in $sizes; do
         --prefix "g$size" ${BATCH:+--batch "$BATCH"} >/dev/null
     prefixes="${prefixes:+$prefixes,}g$size:$step"
     have=$size
-    RUST_LOG=warn "$scimd" serve --bind "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
-    server=$!
-    for _ in $(seq 1 240); do curl -s -o /dev/null "http://127.0.0.1:$port/readyz" && break; sleep 0.5; done
+    start_server "$port" 120
     python3 "$root/benches/user_growth.py" "$port" "$size" "$prefixes"
     kill $server; wait $server 2>/dev/null || true; server=""
 done

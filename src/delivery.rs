@@ -112,13 +112,13 @@ fn work_once(
     let events = db::read(&mut *pool.get()?, |tx| {
         webhooks::pending(tx, &webhook, BATCH)
     })?;
-    for event in &events {
+    for event in events {
         // Leave a safe margin before the lease runs out: the next holder starts from the
         // cursor, so stopping early costs nothing.
         if stop.load(Ordering::SeqCst) || taken.elapsed() + settings.timeout >= settings.lease {
             break;
         }
-        let body = serde_json::to_vec(event).map_err(Error::internal)?;
+        let body = serde_json::to_vec(&event).map_err(Error::internal)?;
         let outcome = post(agent, settings, &webhook, &event.event_id, &body);
         if !outcome.succeeded() {
             log::info!(
@@ -131,12 +131,7 @@ fn work_once(
                     .unwrap_or_else(|| format!("HTTP {}", outcome.status_code.unwrap_or(0)))
             );
         }
-        let (attempted, event, holder, retry) = (
-            webhook.clone(),
-            event.clone(),
-            owner.to_string(),
-            settings.retry,
-        );
+        let (attempted, holder, retry) = (webhook.clone(), owner.to_string(), settings.retry);
         let go_on = pool.write(move |tx| {
             webhooks::record_attempt(tx, &attempted, &event, &holder, &outcome, &retry)
         })?;

@@ -95,14 +95,12 @@ fn a_write_sees_what_another_pool_committed(#[case] db: Db) {
     assert_eq!(first.write(bump).unwrap(), 42);
 }
 
-#[rstest]
-#[case::sqlite(Db::Sqlite)]
-#[case::postgres(Db::Postgres)]
-fn changes_that_wait_together_succeed_or_fail_each_alone(#[case] db: Db) {
-    // While one slow change holds the writer, six more queue and are then committed as one
-    // group on SQLite: two succeed, one is refused, one breaks a unique index, one panics,
-    // one succeeds after them. Each gets its own outcome; only the successes remain.
-    let (_database, pool) = with_counter(db);
+type Change = fn(&mut DbConn) -> Result<i64, Error>;
+
+/// Runs `changes` each on its own thread while a slow change holds the writer, so that on
+/// SQLite they queue and are committed as one group; returns their outcomes in order, after
+/// checking that the slow change committed first.
+fn queued_behind_a_slow_change(pool: &db::Pool, changes: Vec<Change>) -> Vec<Result<i64, Error>> {
     let slow = {
         let pool = pool.clone();
         std::thread::spawn(move || {
@@ -114,7 +112,32 @@ fn changes_that_wait_together_succeed_or_fail_each_alone(#[case] db: Db) {
         })
     };
     std::thread::sleep(Duration::from_millis(50));
-    type Change = fn(&mut DbConn) -> Result<i64, Error>;
+    let waiting: Vec<_> = changes
+        .into_iter()
+        .map(|change| {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.write(change))
+        })
+        .collect();
+    assert_eq!(slow.join().unwrap().unwrap(), 1);
+    waiting
+        .into_iter()
+        .map(|thread| {
+            thread
+                .join()
+                .expect("a panicking change fails, not its caller")
+        })
+        .collect()
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+fn changes_that_wait_together_succeed_or_fail_each_alone(#[case] db: Db) {
+    // While one slow change holds the writer, six more queue and are then committed as one
+    // group on SQLite: two succeed, one is refused, one breaks a unique index, one panics,
+    // one succeeds after them. Each gets its own outcome; only the successes remain.
+    let (_database, pool) = with_counter(db);
     let changes: [(&str, Change); 6] = [
         ("bump", bump),
         ("refused", |tx| {
@@ -133,19 +156,9 @@ fn changes_that_wait_together_succeed_or_fail_each_alone(#[case] db: Db) {
         ("bump", bump),
         ("bump", bump),
     ];
-    let waiting: Vec<_> = changes
-        .into_iter()
-        .map(|(name, change)| {
-            let pool = pool.clone();
-            let thread = std::thread::spawn(move || pool.write(change));
-            (name, thread)
-        })
-        .collect();
-    assert_eq!(slow.join().unwrap().unwrap(), 1);
-    for (name, thread) in waiting {
-        let outcome = thread
-            .join()
-            .expect("a panicking change fails, not its caller");
+    let (names, changes): (Vec<&str>, Vec<Change>) = changes.into_iter().unzip();
+    let outcomes = queued_behind_a_slow_change(&pool, changes);
+    for (name, outcome) in names.into_iter().zip(outcomes) {
         match name {
             "bump" => assert!(outcome.is_ok(), "{name}: {outcome:?}"),
             "refused" => assert!(matches!(outcome, Err(Error::Invalid { .. })), "{outcome:?}"),
@@ -173,18 +186,7 @@ fn a_change_whose_savepoint_cannot_be_rolled_back_takes_its_group_with_it() {
     // wrote is part of the group's transaction. The group is rolled back whole, and every
     // change in it fails; nothing of it is committed.
     let (_database, pool) = with_counter(Db::Sqlite);
-    let slow = {
-        let pool = pool.clone();
-        std::thread::spawn(move || {
-            pool.write(|tx| {
-                std::thread::sleep(Duration::from_millis(300));
-                bump(tx)
-            })
-        })
-    };
-    std::thread::sleep(Duration::from_millis(50));
-    type Change = fn(&mut DbConn) -> Result<i64, Error>;
-    let changes: [Change; 3] = [
+    let changes: Vec<Change> = vec![
         bump,
         |tx| {
             bump(tx)?;
@@ -193,16 +195,7 @@ fn a_change_whose_savepoint_cannot_be_rolled_back_takes_its_group_with_it() {
         },
         bump,
     ];
-    let waiting: Vec<_> = changes
-        .into_iter()
-        .map(|change| {
-            let pool = pool.clone();
-            std::thread::spawn(move || pool.write(change))
-        })
-        .collect();
-    assert_eq!(slow.join().unwrap().unwrap(), 1);
-    for thread in waiting {
-        let outcome = thread.join().unwrap();
+    for outcome in queued_behind_a_slow_change(&pool, changes) {
         assert!(outcome.is_err(), "{outcome:?}");
     }
     assert_eq!(db::read(&mut pool.get().unwrap(), counter).unwrap(), 1);
