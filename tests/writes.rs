@@ -233,3 +233,85 @@ fn sqlite_pages_reach_the_database_file_without_a_checkpoint_in_the_commit() {
     // The pool is still open: it was not a last connection closing that checkpointed.
     assert_eq!(pool.write(bump).unwrap(), 1);
 }
+
+/// The statements diesel newly kept prepared on a connection (its `CacheQuery` events).
+#[derive(Clone, Default)]
+struct Kept(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl diesel::connection::Instrumentation for Kept {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        if let diesel::connection::InstrumentationEvent::CacheQuery { sql, .. } = event {
+            self.0.lock().unwrap().push(sql.to_string());
+        }
+    }
+}
+
+impl Kept {
+    /// How many kept statements update an event counter, since the last call.
+    fn counter_updates(&self) -> usize {
+        let kept = std::mem::take(&mut *self.0.lock().unwrap());
+        kept.iter()
+            .filter(|sql| sql.starts_with("UPDATE"))
+            .filter(|sql| sql.contains("event_sequence") || sql.contains("last_position"))
+            .count()
+    }
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite, 2)]
+#[case::postgres(Db::Postgres, 1)]
+fn an_event_is_numbered_by_statements_kept_prepared(#[case] db: Db, #[case] numbering: usize) {
+    use scimd::db::schema::event_log;
+    use scimd::domain::{events, organizations, Actor};
+
+    let database = TestDatabase::new(db);
+    let pool = db::connect(&database.url, 1).expect("database opens");
+    let mut conn = pool.get().unwrap();
+    db::migrate(&mut conn).unwrap();
+    let kept = Kept::default();
+    conn.set_instrumentation(kept.clone());
+
+    // diesel prepares every UPDATE afresh and keeps none ...
+    for _ in 0..2 {
+        diesel::update(event_log::table.find(1))
+            .set(event_log::last_position.eq(event_log::last_position))
+            .execute(&mut *conn)
+            .unwrap();
+    }
+    assert_eq!(kept.counter_updates(), 0);
+
+    // ... but the counters that number an event are prepared once, at the connection's first
+    // event (here the organization's creation), and reused: on SQLite the organization's
+    // sequence and the feed's position, on PostgreSQL one statement for both.
+    let fields = organizations::OrganizationFields {
+        organization_name: Some("Prepared".into()),
+        organization_slug: Some("prepared".into()),
+        ..Default::default()
+    };
+    let organization = db::write(&mut conn, |tx| {
+        organizations::create(tx, &Actor::cli(), fields)
+    })
+    .unwrap();
+    assert_eq!(kept.counter_updates(), numbering, "kept at the first event");
+    let record = |conn: &mut DbConn| {
+        db::write(conn, |tx| {
+            events::record(
+                tx,
+                &organization.organization_id,
+                &Actor::cli(),
+                events::Event {
+                    event_type: "organization.updated",
+                    subject_id: &organization.organization_id,
+                    data: serde_json::json!({}),
+                    previous: None,
+                },
+            )
+        })
+        .unwrap()
+    };
+    let first = record(&mut conn);
+    let second = record(&mut conn);
+    assert_eq!(kept.counter_updates(), 0, "reused by the next events");
+    assert_eq!(second.sequence, first.sequence + 1);
+    assert!(second.log_position > first.log_position);
+}

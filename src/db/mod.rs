@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::r2d2::{ManageConnection, R2D2Connection};
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
@@ -68,6 +69,41 @@ macro_rules! on_backend {
         }
     };
 }
+
+/// A statement whose SQL is the same every time it runs, kept prepared on its connection.
+///
+/// diesel prepares every `UPDATE` afresh, since a changeset's `SET` list can vary with its
+/// values, and so does any statement with an `IN` list. For a statement whose SQL is fixed
+/// (every value a bind parameter, no optional column, no list) that preparing is wasted:
+/// 2.1% of the server's CPU under `patch` went to the two counter updates of
+/// `events::record`. The cache is keyed by the statement's text, so wrapping a statement
+/// whose SQL did vary would still be correct, but would keep one prepared statement per
+/// variant for the connection's life: wrap only fixed ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared<Q>(pub Q);
+
+impl<Q: QueryFragment<DB>, DB: diesel::backend::Backend> QueryFragment<DB> for Prepared<Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> diesel::QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> diesel::QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q> QueryId for Prepared<Q> {
+    type QueryId = ();
+    // Keyed by its SQL text, which is the only safe key for a statement diesel itself
+    // would not cache.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for Prepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, Conn> diesel::RunQueryDsl<Conn> for Prepared<Q> {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::{new_id, now, Actor};
 use crate::db::schema::{event_log, events, organizations};
-use crate::db::DbConn;
+use crate::db::{DbConn, Prepared};
 use crate::error::Error;
 
 /// An event about to be recorded.
@@ -62,27 +62,33 @@ pub fn take_recorded() -> bool {
 /// along an organization's sequence (see `read` for why ids make a safe order).
 fn next_numbers(conn: &mut DbConn, organization_id: &str) -> Result<(i64, i64), Error> {
     match conn {
-        DbConn::Postgres(pg) => Ok(diesel::update(organizations::table.find(organization_id))
-            .set((
-                organizations::event_sequence.eq(organizations::event_sequence + 1),
-                organizations::event_log_position.eq(sql::<BigInt>(
-                    "GREATEST(event_log_position, pg_current_xact_id()::text::bigint)",
+        DbConn::Postgres(pg) => Ok(Prepared(
+            diesel::update(organizations::table.find(organization_id))
+                .set((
+                    organizations::event_sequence.eq(organizations::event_sequence + 1),
+                    organizations::event_log_position.eq(sql::<BigInt>(
+                        "GREATEST(event_log_position, pg_current_xact_id()::text::bigint)",
+                    )),
+                ))
+                .returning((
+                    organizations::event_sequence,
+                    organizations::event_log_position,
                 )),
-            ))
-            .returning((
-                organizations::event_sequence,
-                organizations::event_log_position,
-            ))
-            .get_result(pg)?),
+        )
+        .get_result(pg)?),
         DbConn::Sqlite(sqlite) => {
-            let sequence = diesel::update(organizations::table.find(organization_id))
-                .set(organizations::event_sequence.eq(organizations::event_sequence + 1))
-                .returning(organizations::event_sequence)
-                .get_result(sqlite)?;
-            let position = diesel::update(event_log::table.find(1))
-                .set(event_log::last_position.eq(event_log::last_position + 1))
-                .returning(event_log::last_position)
-                .get_result(sqlite)?;
+            let sequence = Prepared(
+                diesel::update(organizations::table.find(organization_id))
+                    .set(organizations::event_sequence.eq(organizations::event_sequence + 1))
+                    .returning(organizations::event_sequence),
+            )
+            .get_result(sqlite)?;
+            let position = Prepared(
+                diesel::update(event_log::table.find(1))
+                    .set(event_log::last_position.eq(event_log::last_position + 1))
+                    .returning(event_log::last_position),
+            )
+            .get_result(sqlite)?;
             Ok((sequence, position))
         }
     }

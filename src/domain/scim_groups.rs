@@ -269,9 +269,8 @@ pub fn groups_of(
 ) -> Result<Vec<(String, String, String)>, Error> {
     let mut found = Vec::new();
     for chunk in member_ids.chunks(ID_BATCH) {
-        let rows: Vec<(String, String, String)> = group_members::table
+        let query = group_members::table
             .inner_join(scim_groups::table)
-            .filter(group_members::member_id.eq_any(chunk))
             .order((
                 scim_groups::display_name_key.asc(),
                 scim_groups::group_id.asc(),
@@ -281,7 +280,14 @@ pub fn groups_of(
                 scim_groups::group_id,
                 scim_groups::display_name,
             ))
-            .load(conn)?;
+            .into_boxed();
+        // One user's groups (every write of a user answers with them) with `=`: diesel
+        // prepares an `IN` list afresh each time, but keeps this statement prepared.
+        let rows: Vec<(String, String, String)> = match chunk {
+            [member_id] => query.filter(group_members::member_id.eq(*member_id)),
+            _ => query.filter(group_members::member_id.eq_any(chunk)),
+        }
+        .load(conn)?;
         found.extend(rows);
     }
     Ok(found)
