@@ -180,6 +180,38 @@ fn changes_that_wait_together_succeed_or_fail_each_alone(#[case] db: Db) {
     );
 }
 
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+fn a_change_alone_fails_alone(#[case] db: Db) {
+    // One write at a time: on SQLite each is a group of one, run in the group's transaction
+    // without a savepoint. A failure still rolls back all it did and reaches its caller as
+    // its own error, and the writer goes on.
+    let (_database, pool) = with_counter(db);
+    assert_eq!(pool.write(bump).unwrap(), 1);
+    let refused = pool.write(|tx| {
+        bump(tx)?;
+        Err::<i64, _>(Error::invalid("test", "refused"))
+    });
+    assert!(matches!(refused, Err(Error::Invalid { .. })), "{refused:?}");
+    let duplicate = pool.write(|tx| {
+        bump(tx)?;
+        diesel::sql_query("INSERT INTO counter VALUES (1, 0)").execute(tx)?;
+        Ok(0)
+    });
+    assert!(
+        matches!(duplicate, Err(Error::Conflict { .. })),
+        "{duplicate:?}"
+    );
+    let panicked = pool.write(|tx| -> Result<i64, Error> {
+        bump(tx)?;
+        panic!("a change that panics");
+    });
+    assert!(matches!(panicked, Err(Error::Internal(_))), "{panicked:?}");
+    assert_eq!(db::read(&mut pool.get().unwrap(), counter).unwrap(), 1);
+    assert_eq!(pool.write(bump).unwrap(), 2, "the writer goes on");
+}
+
 #[test]
 fn a_change_whose_savepoint_cannot_be_rolled_back_takes_its_group_with_it() {
     // A change that ends its own savepoint and then fails cannot be undone alone: what it

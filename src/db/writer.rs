@@ -15,7 +15,8 @@
 //! finds no transaction running takes every waiting change (up to [`GROUP`]), runs each
 //! behind its own savepoint in one transaction, commits, and hands each its outcome. A change
 //! that fails is rolled back to its savepoint and fails alone; if the commit fails, every
-//! change of the group fails and none took effect. Each caller still sees one atomic write
+//! change of the group fails and none took effect. A change alone in its group runs in the
+//! transaction itself, which is rolled back if it fails. Each caller still sees one atomic write
 //! that is durable when it returns.
 //!
 //! The writer's commits never checkpoint, below a backstop: a thread copies the WAL back into
@@ -63,10 +64,28 @@ struct Queue {
     leading: bool,
 }
 
-/// A change waiting for the writer. Run with the connection (or the reason there is none), it
-/// returns its [`Reply`], and whether its savepoint ended cleanly: released, or rolled back
-/// to. If not, the group is rolled back whole, for what the change did cannot be told apart.
-type Job = Box<dyn FnOnce(Result<&mut DbConn, &Error>) -> (Reply, bool) + Send>;
+/// A change waiting for the writer. Run with the connection (or the reason there is none),
+/// and told whether it is alone in its group, it returns its [`Reply`] and how it left the
+/// group's transaction.
+type Job = Box<dyn FnOnce(Result<&mut DbConn, &Error>, Alone) -> (Reply, Left) + Send>;
+
+/// Whether a change is the only one of its group: then it needs no savepoint, for the
+/// group's transaction is its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Alone(bool);
+
+/// How a change left the group's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Left {
+    /// Ready for the next change, or for the commit: the change succeeded, or failed and
+    /// was rolled back to its savepoint.
+    Clean,
+    /// The change was alone and failed: the transaction is rolled back for it.
+    Failed,
+    /// Its savepoint did not end as it should. The group is rolled back whole, for what the
+    /// change did cannot be told apart.
+    Unknown,
+}
 
 /// Tells a change's caller its outcome, once the group's is known.
 type Reply = Box<dyn FnOnce(Group) + Send>;
@@ -105,11 +124,22 @@ impl Writer {
         change: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         let (answer, outcome) = sync_channel(1);
-        let job: Job = Box::new(move |conn| {
+        let job: Job = Box::new(move |conn, alone| {
             // Why it could not run is logged where that happened (`commit`).
-            let (result, clean) = match conn {
+            let (result, left) = match conn {
+                // SAVEPOINT and RELEASE are two statements diesel prepares afresh each time,
+                // and the savepoint keeps a copy of every page the change overwrites.
+                Ok(conn) if alone.0 => {
+                    let result = panic_as_error(|| change(conn));
+                    let left = if result.is_ok() {
+                        Left::Clean
+                    } else {
+                        Left::Failed
+                    };
+                    (result, left)
+                }
                 Ok(conn) => in_savepoint(conn, change),
-                Err(_) => (Err(not_written()), true),
+                Err(_) => (Err(not_written()), Left::Clean),
             };
             let reply: Reply = Box::new(move |group| {
                 let result = match (result, group) {
@@ -124,7 +154,7 @@ impl Writer {
                 // The caller waits for this; it never leaves before its answer.
                 let _ = answer.send(result);
             });
-            (reply, clean)
+            (reply, left)
         });
         let mut queue = self.lock_queue();
         queue.waiting.push(job);
@@ -170,25 +200,31 @@ impl Writer {
                 Err(error) => {
                     log::error!("cannot open the database for writing: {error}");
                     for job in group {
-                        job(Err(&error)).0(Group::RolledBack);
+                        job(Err(&error), Alone(false)).0(Group::RolledBack);
                     }
                     return;
                 }
             }
         }
         let conn = slot.as_mut().expect("opened above");
+        let alone = Alone(group.len() == 1);
         let mut jobs = group.into_iter();
         let mut replies = Vec::with_capacity(jobs.len());
-        let mut abandoned = false;
+        let mut abandoned = None;
         let committed = write(conn, |tx| {
             for job in jobs.by_ref() {
-                let (reply, clean) = job(Ok(tx));
+                let (reply, left) = job(Ok(tx), alone);
                 replies.push(reply);
-                if !clean || !inside_one_transaction(tx) {
-                    abandoned = true;
-                    return Err(Error::internal(
-                        "a change left the group's transaction in an unknown state",
-                    ));
+                let left = match left {
+                    Left::Clean if !inside_one_transaction(tx) => Left::Unknown,
+                    left => left,
+                };
+                if left != Left::Clean {
+                    abandoned = Some(left);
+                    return Err(Error::internal(match left {
+                        Left::Failed => "the group's one change failed",
+                        _ => "a change left the group's transaction in an unknown state",
+                    }));
                 }
             }
             Ok(())
@@ -196,16 +232,19 @@ impl Writer {
         let group = match &committed {
             Ok(()) => Group::Committed,
             // Nothing ran (BEGIN failed), or the group was rolled back on purpose.
-            Err(_) if abandoned || replies.is_empty() => Group::RolledBack,
+            Err(_) if abandoned.is_some() || replies.is_empty() => Group::RolledBack,
             Err(_) => Group::Unconfirmed,
         };
         if let Err(error) = &committed {
-            log::error!(
-                "a group of {} writes was not committed: {error}",
-                replies.len()
-            );
+            // A lone change that failed has its own error, which its caller gets.
+            if abandoned != Some(Left::Failed) {
+                log::error!(
+                    "a group of {} writes was not committed: {error}",
+                    replies.len()
+                );
+            }
             // What had not run yet when the group failed.
-            replies.extend(jobs.map(|job| job(Err(error)).0));
+            replies.extend(jobs.map(|job| job(Err(error), Alone(false)).0));
         }
         self.written.store(true, Ordering::Release);
         if conn.is_broken() {
@@ -258,17 +297,22 @@ impl Drop for Leading<'_> {
 fn in_savepoint<T>(
     conn: &mut DbConn,
     change: impl FnOnce(&mut DbConn) -> Result<T, Error>,
-) -> (Result<T, Error>, bool) {
+) -> (Result<T, Error>, Left) {
     type Transactions = <DbConn as Connection>::TransactionManager;
     if let Err(error) = Transactions::begin_transaction(conn) {
-        return (Err(error.into()), false);
+        return (Err(error.into()), Left::Unknown);
     }
     let outcome = panic_as_error(|| change(&mut *conn));
     let ended = match &outcome {
         Ok(_) => Transactions::commit_transaction(conn),
         Err(_) => Transactions::rollback_transaction(conn),
     };
-    (outcome, ended.is_ok())
+    let left = if ended.is_ok() {
+        Left::Clean
+    } else {
+        Left::Unknown
+    };
+    (outcome, left)
 }
 
 /// Whether the group's transaction is still open with no savepoint left: what every change
