@@ -130,6 +130,40 @@ fn queued_behind_a_slow_change(pool: &db::Pool, changes: Vec<Change>) -> Vec<Res
         .collect()
 }
 
+/// Changes that bump the counter and then fail: refused (400), breaking a unique index
+/// (409), panicking (500).
+const FAILING: [(&str, Change); 3] = [
+    ("refused", |tx| {
+        bump(tx)?;
+        Err(Error::invalid("test", "refused"))
+    }),
+    ("duplicate", |tx| {
+        bump(tx)?;
+        diesel::sql_query("INSERT INTO counter VALUES (1, 0)").execute(tx)?;
+        Ok(0)
+    }),
+    ("panics", |tx| {
+        bump(tx)?;
+        panic!("a change that panics");
+    }),
+];
+
+/// Checks that the change `name` (`bump`, or one of [`FAILING`]) got its own outcome.
+fn assert_own_outcome(name: &str, outcome: &Result<i64, Error>) {
+    match name {
+        "bump" => assert!(outcome.is_ok(), "{name}: {outcome:?}"),
+        "refused" => assert!(matches!(outcome, Err(Error::Invalid { .. })), "{outcome:?}"),
+        "duplicate" => assert!(
+            matches!(outcome, Err(Error::Conflict { .. })),
+            "{outcome:?}"
+        ),
+        _ => assert!(
+            matches!(outcome, Err(Error::Internal(_))),
+            "{name}: {outcome:?}"
+        ),
+    }
+}
+
 #[rstest]
 #[case::sqlite(Db::Sqlite)]
 #[case::postgres(Db::Postgres)]
@@ -138,39 +172,12 @@ fn changes_that_wait_together_succeed_or_fail_each_alone(#[case] db: Db) {
     // group on SQLite: two succeed, one is refused, one breaks a unique index, one panics,
     // one succeeds after them. Each gets its own outcome; only the successes remain.
     let (_database, pool) = with_counter(db);
-    let changes: [(&str, Change); 6] = [
-        ("bump", bump),
-        ("refused", |tx| {
-            bump(tx)?;
-            Err(Error::invalid("test", "refused"))
-        }),
-        ("duplicate", |tx| {
-            bump(tx)?;
-            diesel::sql_query("INSERT INTO counter VALUES (1, 0)").execute(tx)?;
-            Ok(0)
-        }),
-        ("panics", |tx| {
-            bump(tx)?;
-            panic!("a change that panics");
-        }),
-        ("bump", bump),
-        ("bump", bump),
-    ];
-    let (names, changes): (Vec<&str>, Vec<Change>) = changes.into_iter().unzip();
+    let bumps: (&str, Change) = ("bump", bump);
+    let changes = [bumps].into_iter().chain(FAILING).chain([bumps, bumps]);
+    let (names, changes): (Vec<&str>, Vec<Change>) = changes.unzip();
     let outcomes = queued_behind_a_slow_change(&pool, changes);
     for (name, outcome) in names.into_iter().zip(outcomes) {
-        match name {
-            "bump" => assert!(outcome.is_ok(), "{name}: {outcome:?}"),
-            "refused" => assert!(matches!(outcome, Err(Error::Invalid { .. })), "{outcome:?}"),
-            "duplicate" => assert!(
-                matches!(outcome, Err(Error::Conflict { .. })),
-                "{outcome:?}"
-            ),
-            _ => assert!(
-                matches!(outcome, Err(Error::Internal(_))),
-                "{name}: {outcome:?}"
-            ),
-        }
+        assert_own_outcome(name, &outcome);
     }
     assert_eq!(db::read(&mut pool.get().unwrap(), counter).unwrap(), 4);
     assert_eq!(
@@ -189,25 +196,9 @@ fn a_change_alone_fails_alone(#[case] db: Db) {
     // its own error, and the writer goes on.
     let (_database, pool) = with_counter(db);
     assert_eq!(pool.write(bump).unwrap(), 1);
-    let refused = pool.write(|tx| {
-        bump(tx)?;
-        Err::<i64, _>(Error::invalid("test", "refused"))
-    });
-    assert!(matches!(refused, Err(Error::Invalid { .. })), "{refused:?}");
-    let duplicate = pool.write(|tx| {
-        bump(tx)?;
-        diesel::sql_query("INSERT INTO counter VALUES (1, 0)").execute(tx)?;
-        Ok(0)
-    });
-    assert!(
-        matches!(duplicate, Err(Error::Conflict { .. })),
-        "{duplicate:?}"
-    );
-    let panicked = pool.write(|tx| -> Result<i64, Error> {
-        bump(tx)?;
-        panic!("a change that panics");
-    });
-    assert!(matches!(panicked, Err(Error::Internal(_))), "{panicked:?}");
+    for (name, change) in FAILING {
+        assert_own_outcome(name, &pool.write(change));
+    }
     assert_eq!(db::read(&mut pool.get().unwrap(), counter).unwrap(), 1);
     assert_eq!(pool.write(bump).unwrap(), 2, "the writer goes on");
 }
