@@ -111,11 +111,9 @@ enum ConnectionCommand {
         generate: Option<u64>,
         #[arg(long, default_value = "import")]
         prefix: String,
-        /// Users per transaction (default: 1,000 on SQLite, 50 on PostgreSQL, where every
-        /// user of a transaction adds a version of its organization's and connection's rows
-        /// that the next one must step over: 116 users/s at 1,000 a batch, 300 at 50).
-        #[arg(long)]
-        batch: Option<usize>,
+        /// Users per transaction; the new ones of a batch are inserted together.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
     },
 }
 
@@ -202,23 +200,19 @@ fn open(database: &DatabaseArgs, pool_size: u32) -> Result<db::Pool, Error> {
     Ok(pool)
 }
 
-/// `scimd connection import-users`: documents in batches of `batch`, one transaction each,
-/// every user in its own savepoint so that one bad document costs only itself.
+/// `scimd connection import-users`: documents in batches of `batch`, one transaction each;
+/// one bad document costs only itself (`scim_users::create_many`).
 fn import_users(
     cli: &Cli,
     connection: &str,
     file: Option<&std::path::Path>,
     generate: Option<u64>,
     prefix: &str,
-    batch: Option<usize>,
+    batch: usize,
 ) -> Result<serde_json::Value, Error> {
     use std::io::BufRead;
     let pool = open(&cli.database, 1)?;
     let mut conn = pool.get()?;
-    let batch = batch.unwrap_or(match &*conn {
-        db::DbConn::Sqlite(_) => 1000,
-        db::DbConn::Postgres(_) => 50,
-    });
     let tenant = connections::tenant_of(&mut conn, connection)?;
     let documents: Box<dyn Iterator<Item = Result<serde_json::Value, String>>> =
         match (file, generate) {
@@ -263,28 +257,35 @@ fn import_users(
     let mut documents = documents.peekable();
     while documents.peek().is_some() {
         let chunk: Vec<_> = documents.by_ref().take(batch.max(1)).collect();
-        db::write(&mut conn, |tx| {
-            for document in &chunk {
-                line += 1;
-                let outcome = match document {
-                    Ok(document) => diesel::Connection::transaction(tx, |savepoint| {
-                        scim_users::create(savepoint, &tenant, &actor, document)
-                    })
-                    .map_err(|error: Error| error.to_string()),
-                    Err(error) => Err(format!("not JSON: {error}")),
-                };
-                match outcome {
-                    Ok(_) => imported += 1,
-                    Err(error) => {
-                        failed += 1;
-                        if errors.len() < 10 {
-                            errors.push(format!("user {line}: {error}"));
-                        }
+        let mut documents = Vec::with_capacity(chunk.len());
+        let parse_errors: Vec<Option<String>> = chunk
+            .into_iter()
+            .map(|document| document.map(|document| documents.push(document)).err())
+            .collect();
+        let mut outcomes = db::write(&mut conn, |tx| {
+            scim_users::create_many(tx, &tenant, &actor, &documents)
+        })?
+        .into_iter();
+        for parse_error in parse_errors {
+            line += 1;
+            let outcome = match parse_error {
+                Some(error) => Err(format!("not JSON: {error}")),
+                None => outcomes
+                    .next()
+                    .expect("an outcome for every document")
+                    .map(drop)
+                    .map_err(|error| error.to_string()),
+            };
+            match outcome {
+                Ok(()) => imported += 1,
+                Err(error) => {
+                    failed += 1;
+                    if errors.len() < 10 {
+                        errors.push(format!("user {line}: {error}"));
                     }
                 }
             }
-            Ok::<(), Error>(())
-        })?;
+        }
     }
     // A large import changes the tables' shape: plan by it before anything serves from them.
     db::refresh_statistics_after_load(&mut conn)?;

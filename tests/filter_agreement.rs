@@ -14,8 +14,8 @@ use rstest::rstest;
 use serde_json::json;
 
 use scimd::db;
-use scimd::domain::connections::{self, ConnectionFields, Tenant};
-use scimd::domain::organizations::{self, OrganizationFields};
+use scimd::domain::connections::Tenant;
+use scimd::domain::organizations::OrganizationFields;
 use scimd::domain::{scim_groups, scim_users, Actor, Listed, Seek, Window};
 use scimd::scim::filter::Filter;
 use scimd::scim::resource::ResourceRules;
@@ -59,25 +59,14 @@ struct Seeded {
 fn seed(conn: &mut db::DbConn) -> Seeded {
     db::write(conn, |tx| {
         let actor = Actor::cli();
-        let organization = organizations::create(
+        let tenant = common::organization_with_connection(
             tx,
-            &actor,
             OrganizationFields {
                 organization_name: Some("Agreement".into()),
                 organization_slug: Some("agreement".into()),
                 ..Default::default()
             },
         )?;
-        let issued = connections::create(
-            tx,
-            &actor,
-            &organization.organization_id,
-            ConnectionFields::default(),
-        )?;
-        let tenant = Tenant {
-            organization_id: organization.organization_id,
-            connection_id: issued.connection.connection_id,
-        };
         let mut users = Vec::new();
         for n in 0..40 {
             let mut user = json!({
@@ -347,9 +336,8 @@ const EVERYTHING: Window = Window::Index {
 #[case::postgres(Db::Postgres)]
 fn database_and_memory_agree_on_every_filter(#[case] database: Db) {
     let database = TestDatabase::new(database);
-    let pool = db::connect(&database.url, 2).unwrap();
+    let pool = database.migrated_pool(2);
     let mut conn = pool.get().unwrap();
-    db::migrate(&mut conn).unwrap();
     let seeded = seed(&mut conn);
     let tenant = &seeded.tenant;
     let users = scim_users::list(&mut conn, tenant, "http://x", None, &EVERYTHING, None)
@@ -433,9 +421,8 @@ fn database_and_memory_agree_on_every_filter(#[case] database: Db) {
 fn users_stored_before_the_filter_columns_are_found_by_them(#[case] database: Db) {
     use diesel_migrations::MigrationHarness;
     let database = TestDatabase::new(database);
-    let pool = db::connect(&database.url, 2).unwrap();
+    let pool = database.migrated_pool(2);
     let mut conn = pool.get().unwrap();
-    db::migrate(&mut conn).unwrap();
     let seeded = seed(&mut conn);
     // Back to the schema before migration 000012, which dropped what it added, then forward
     // again: the migration fills its columns and email rows for the users already stored.

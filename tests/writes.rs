@@ -288,9 +288,8 @@ fn an_event_is_numbered_by_statements_kept_prepared(#[case] db: Db, #[case] numb
     use scimd::domain::{events, organizations, Actor};
 
     let database = TestDatabase::new(db);
-    let pool = db::connect(&database.url, 1).expect("database opens");
+    let pool = database.migrated_pool(1);
     let mut conn = pool.get().unwrap();
-    db::migrate(&mut conn).unwrap();
     let kept = Kept::default();
     conn.set_instrumentation(kept.clone());
 

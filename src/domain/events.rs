@@ -55,41 +55,51 @@ pub fn take_recorded() -> bool {
     RECORDED.with(|recorded| recorded.replace(false))
 }
 
-/// Takes the organization's next sequence number and the event's position in the feed, in
-/// one step under the organization's row lock. SQLite (one writer, holding the write lock)
-/// numbers positions one after another. PostgreSQL uses the writing transaction's id, raised
-/// to the position of the organization's previous event, so that positions never go down
-/// along an organization's sequence (see `read` for why ids make a safe order).
-fn next_numbers(conn: &mut DbConn, organization_id: &str) -> Result<(i64, i64), Error> {
+/// Takes the organization's next `count` sequence numbers and their events' positions in the
+/// feed, in one step under the organization's row lock. SQLite (one writer, holding the write
+/// lock) numbers positions one after another. PostgreSQL uses the writing transaction's id,
+/// raised to the position of the organization's previous event, so that positions never go
+/// down along an organization's sequence (see `read` for why ids make a safe order); every
+/// event of one transaction has that one position.
+fn next_numbers(
+    conn: &mut DbConn,
+    organization_id: &str,
+    count: i64,
+) -> Result<Vec<(i64, i64)>, Error> {
     match conn {
-        DbConn::Postgres(pg) => Ok(Prepared(
-            diesel::update(organizations::table.find(organization_id))
-                .set((
-                    organizations::event_sequence.eq(organizations::event_sequence + 1),
-                    organizations::event_log_position.eq(sql::<BigInt>(
-                        "GREATEST(event_log_position, pg_current_xact_id()::text::bigint)",
-                    )),
-                ))
-                .returning((
-                    organizations::event_sequence,
-                    organizations::event_log_position,
-                )),
-        )
-        .get_result(pg)?),
-        DbConn::Sqlite(sqlite) => {
-            let sequence = Prepared(
+        DbConn::Postgres(pg) => {
+            let (last, position): (i64, i64) = Prepared(
                 diesel::update(organizations::table.find(organization_id))
-                    .set(organizations::event_sequence.eq(organizations::event_sequence + 1))
+                    .set((
+                        organizations::event_sequence.eq(organizations::event_sequence + count),
+                        organizations::event_log_position.eq(sql::<BigInt>(
+                            "GREATEST(event_log_position, pg_current_xact_id()::text::bigint)",
+                        )),
+                    ))
+                    .returning((
+                        organizations::event_sequence,
+                        organizations::event_log_position,
+                    )),
+            )
+            .get_result(pg)?;
+            Ok((last - count + 1..=last).map(|n| (n, position)).collect())
+        }
+        DbConn::Sqlite(sqlite) => {
+            let last: i64 = Prepared(
+                diesel::update(organizations::table.find(organization_id))
+                    .set(organizations::event_sequence.eq(organizations::event_sequence + count))
                     .returning(organizations::event_sequence),
             )
             .get_result(sqlite)?;
-            let position = Prepared(
+            let last_position: i64 = Prepared(
                 diesel::update(event_log::table.find(1))
-                    .set(event_log::last_position.eq(event_log::last_position + 1))
+                    .set(event_log::last_position.eq(event_log::last_position + count))
                     .returning(event_log::last_position),
             )
             .get_result(sqlite)?;
-            Ok((sequence, position))
+            Ok((0..count)
+                .map(|k| (last - count + 1 + k, last_position - count + 1 + k))
+                .collect())
         }
     }
 }
@@ -105,28 +115,74 @@ pub fn record(
     actor: &Actor,
     event: Event<'_>,
 ) -> Result<FeedCursor, Error> {
-    let (sequence, log_position) = next_numbers(conn, organization_id)?;
+    let ((sequence, log_position), row) = numbered(conn, organization_id, actor, vec![event])?
+        .pop()
+        .expect("one event, one row");
     diesel::insert_into(events::table)
-        .values(NewEventRow {
-            event_id: new_id("event"),
-            organization_id,
-            sequence,
-            event_type: event.event_type,
-            source: actor.source.as_str(),
-            actor: &actor.id,
-            subject_id: event.subject_id,
-            data: event.data.to_string(),
-            previous: event.previous.map(|previous| previous.to_string()),
-            occurred_at: now(),
-            log_position,
-        })
+        .values(row)
         .execute(conn)?;
-    RECORDED.with(|recorded| recorded.set(true));
     Ok(FeedCursor {
         log_position,
         organization_id: organization_id.to_string(),
         sequence,
     })
+}
+
+/// Records `events` for `organization_id`, in this order, as `record` would one after
+/// another: one numbering step and a multi-row `INSERT` for them all (an import).
+pub fn record_many(
+    conn: &mut DbConn,
+    organization_id: &str,
+    actor: &Actor,
+    events: Vec<Event<'_>>,
+) -> Result<(), Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<NewEventRow> = numbered(conn, organization_id, actor, events)?
+        .into_iter()
+        .map(|(_, row)| row)
+        .collect();
+    // In chunks: a statement takes at most 65,535 parameters on PostgreSQL.
+    for chunk in rows.chunks(1_000) {
+        crate::on_backend!(conn, |inner| diesel::insert_into(events::table)
+            .values(chunk)
+            .execute(inner))?;
+    }
+    Ok(())
+}
+
+/// `events` as rows to insert, numbered, with their numbers.
+#[allow(clippy::type_complexity)]
+fn numbered<'a>(
+    conn: &mut DbConn,
+    organization_id: &'a str,
+    actor: &'a Actor,
+    events: Vec<Event<'a>>,
+) -> Result<Vec<((i64, i64), NewEventRow<'a>)>, Error> {
+    let numbers = next_numbers(conn, organization_id, events.len() as i64)?;
+    let occurred_at = now();
+    RECORDED.with(|recorded| recorded.set(true));
+    Ok(numbers
+        .into_iter()
+        .zip(events)
+        .map(|((sequence, log_position), event)| {
+            let row = NewEventRow {
+                event_id: new_id("event"),
+                organization_id,
+                sequence,
+                event_type: event.event_type,
+                source: actor.source.as_str(),
+                actor: &actor.id,
+                subject_id: event.subject_id,
+                data: event.data.to_string(),
+                previous: event.previous.map(|previous| previous.to_string()),
+                occurred_at,
+                log_position,
+            };
+            ((sequence, log_position), row)
+        })
+        .collect())
 }
 
 /// A place in the feed: after the event at (`log_position`, organization, `sequence`).

@@ -310,6 +310,10 @@ fn index_emails(conn: &mut DbConn, before: Option<&Member>, after: &Member) -> R
         diesel::delete(member_emails::table.filter(member_emails::member_id.eq(&after.member_id)))
             .execute(conn)?;
     }
+    insert_email_rows(conn, &rows)
+}
+
+fn insert_email_rows(conn: &mut DbConn, rows: &[MemberEmailRow]) -> Result<(), Error> {
     // In chunks: a statement takes at most 65,535 parameters on PostgreSQL.
     for chunk in rows.chunks(1_000) {
         crate::on_backend!(conn, |inner| diesel::insert_into(member_emails::table)
@@ -409,6 +413,71 @@ pub fn insert(
     record(conn, actor, event_type, member, None, None)
 }
 
+/// Inserts new members of one organization and records `event_type` for each, in this
+/// order, as `insert` would one after another, in a handful of multi-row statements (an
+/// import). A taken userName or email fails them all with the conflict: run it in a savepoint
+/// and fall back to `insert` one by one to learn which.
+pub fn insert_many(
+    conn: &mut DbConn,
+    actor: &Actor,
+    new_members: &[Member],
+    event_type: &'static str,
+) -> Result<(), Error> {
+    let Some(first) = new_members.first() else {
+        return Ok(());
+    };
+    let organization_id = &first.organization_id;
+    if new_members
+        .iter()
+        .any(|member| &member.organization_id != organization_id)
+    {
+        return Err(Error::internal(
+            "insert_many: members of more than one organization",
+        ));
+    }
+    let rows: Vec<MemberRow> = new_members.iter().map(MemberRow::from_member).collect();
+    // In chunks: a statement takes at most 65,535 parameters on PostgreSQL.
+    for chunk in rows.chunks(1_000) {
+        crate::on_backend!(conn, |inner| diesel::insert_into(members::table)
+            .values(chunk)
+            .execute(inner))
+        .map_err(|error| match error {
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ) => Error::conflict(
+                "taken",
+                "a userName or an email of these members is already taken",
+            ),
+            other => other.into(),
+        })?;
+    }
+    let emails: Vec<MemberEmailRow> = new_members.iter().flat_map(email_rows).collect();
+    insert_email_rows(conn, &emails)?;
+    let mut counted: Vec<(&str, i64)> = Vec::new();
+    for connection_id in new_members.iter().filter_map(counted_by) {
+        match counted.iter_mut().find(|(id, _)| *id == connection_id) {
+            Some((_, count)) => *count += 1,
+            None => counted.push((connection_id, 1)),
+        }
+    }
+    for (connection_id, count) in counted {
+        add_users(conn, connection_id, count)?;
+    }
+    let data: Vec<Value> = new_members.iter().map(Member::to_value).collect();
+    let events = new_members
+        .iter()
+        .zip(data)
+        .map(|(member, data)| Event {
+            event_type,
+            subject_id: &member.member_id,
+            data,
+            previous: None,
+        })
+        .collect();
+    events::record_many(conn, organization_id, actor, events)
+}
+
 /// The connection whose user count includes the member: its IdP's, unless it is deleted.
 fn counted_by(member: &Member) -> Option<&str> {
     member
@@ -426,18 +495,23 @@ fn count_users(
     before: Option<&Member>,
     after: Option<&Member>,
 ) -> Result<(), Error> {
-    use crate::db::schema::scim_connections;
     let (was, is) = (before.and_then(counted_by), after.and_then(counted_by));
     if was == is {
         return Ok(());
     }
     for (connection_id, delta) in [(was, -1i64), (is, 1)] {
         if let Some(connection_id) = connection_id {
-            diesel::update(scim_connections::table.find(connection_id))
-                .set(scim_connections::user_count.eq(scim_connections::user_count + delta))
-                .execute(conn)?;
+            add_users(conn, connection_id, delta)?;
         }
     }
+    Ok(())
+}
+
+fn add_users(conn: &mut DbConn, connection_id: &str, delta: i64) -> Result<(), Error> {
+    use crate::db::schema::scim_connections;
+    diesel::update(scim_connections::table.find(connection_id))
+        .set(scim_connections::user_count.eq(scim_connections::user_count + delta))
+        .execute(conn)?;
     Ok(())
 }
 

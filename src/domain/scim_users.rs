@@ -1,7 +1,7 @@
 //! SCIM Users of a connection are members of its organization. This module maps one onto the
 //! other: which member a User is, its email, its status, and what the IdP may see.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use diesel::prelude::*;
 use serde_json::{Map, Value};
@@ -230,35 +230,10 @@ pub fn create(
     ensure_user_name_free(conn, tenant, &fields.user_name, None)?;
     let settings = super::organizations::settings(conn, &tenant.organization_id)?;
     super::provisioning::check_scim_email(&settings, &fields.email)?;
-    let status = if fields.active.unwrap_or(true) {
-        MemberStatus::Active
-    } else {
-        MemberStatus::Inactive
-    };
-    let registration = ScimRegistration {
-        connection_id: tenant.connection_id.clone(),
-        user_name: fields.user_name,
-        external_id: fields.external_id,
-        attributes: fields.attributes,
-    };
-    match members::find_by_email(conn, &tenant.organization_id, &fields.email)? {
+    let user = NewUser::of(tenant, fields);
+    match members::find_by_email(conn, &tenant.organization_id, &user.email)? {
         None => {
-            let at = now();
-            let member = Member {
-                member_id: new_id("member"),
-                organization_id: tenant.organization_id.clone(),
-                email_address: fields.email,
-                email_address_verified: false,
-                status,
-                name: fields.name,
-                is_breakglass: false,
-                trusted_metadata: Map::new(),
-                untrusted_metadata: Map::new(),
-                scim_registration: Some(registration),
-                created_at: at,
-                updated_at: at,
-                version: 1,
-            };
+            let member = user.into_member(tenant);
             members::insert(conn, actor, &member, "member.created")?;
             if !settings.rbac_email_implicit_role_assignments.is_empty() {
                 member_roles::sync(conn, actor, &member.member_id)?;
@@ -268,10 +243,10 @@ pub fn create(
         Some(existing) => match &existing.scim_registration {
             None => {
                 let adopted = Member {
-                    email_address: fields.email,
-                    status,
-                    name: fields.name,
-                    scim_registration: Some(registration),
+                    email_address: user.email,
+                    status: user.status,
+                    name: user.name,
+                    scim_registration: Some(user.registration),
                     ..existing.clone()
                 };
                 let adopted = members::update(conn, actor, &existing, adopted, "member.scim_linked")?;
@@ -282,18 +257,171 @@ pub fn create(
                 "email_taken",
                 format!(
                     "the email {} already belongs to user \"{}\" of this connection",
-                    fields.email, other.user_name
+                    user.email, other.user_name
                 ),
             )),
             Some(_) => Err(Error::conflict(
                 "email_taken",
                 format!(
                     "the email {} belongs to a member that another SCIM connection of this organization manages",
-                    fields.email
+                    user.email
                 ),
             )),
         },
     }
+}
+
+/// What a User document makes of the member it maps to, new or adopted.
+struct NewUser {
+    email: String,
+    name: String,
+    status: MemberStatus,
+    registration: ScimRegistration,
+}
+
+impl NewUser {
+    fn of(tenant: &Tenant, fields: UserFields) -> Self {
+        NewUser {
+            email: fields.email,
+            name: fields.name,
+            status: if fields.active.unwrap_or(true) {
+                MemberStatus::Active
+            } else {
+                MemberStatus::Inactive
+            },
+            registration: ScimRegistration {
+                connection_id: tenant.connection_id.clone(),
+                user_name: fields.user_name,
+                external_id: fields.external_id,
+                attributes: fields.attributes,
+            },
+        }
+    }
+
+    fn into_member(self, tenant: &Tenant) -> Member {
+        let at = now();
+        Member {
+            member_id: new_id("member"),
+            organization_id: tenant.organization_id.clone(),
+            email_address: self.email,
+            email_address_verified: false,
+            status: self.status,
+            name: self.name,
+            is_breakglass: false,
+            trusted_metadata: Map::new(),
+            untrusted_metadata: Map::new(),
+            scim_registration: Some(self.registration),
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        }
+    }
+}
+
+/// `create` for each of `inputs` (`scimd connection import-users`), each outcome as if they
+/// ran one after another, each in its own savepoint; but the users whose userName and email
+/// are new to the connection, the organization and the batch are inserted together in a few
+/// multi-row statements. The others (an adoption, a conflict, a repeat within the batch) then
+/// go through `create` one by one, in their order, so their events follow the batch's.
+pub fn create_many(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    actor: &Actor,
+    inputs: &[Value],
+) -> Result<Vec<Result<Member, Error>>, Error> {
+    super::connections::ensure_exists(conn, tenant)?;
+    let settings = super::organizations::settings(conn, &tenant.organization_id)?;
+    let mut outcomes: Vec<Option<Result<Member, Error>>> = Vec::with_capacity(inputs.len());
+    let mut fresh: Vec<(usize, Member)> = Vec::new();
+    let mut one_by_one: Vec<usize> = Vec::new();
+    let (mut user_names, mut emails) = (HashSet::new(), HashSet::new());
+    for (index, input) in inputs.iter().enumerate() {
+        let fields = resource::normalize(&USER_RESOURCE, input)
+            .and_then(user_fields)
+            .and_then(|fields| {
+                super::provisioning::check_scim_email(&settings, &fields.email)?;
+                Ok(fields)
+            });
+        match fields {
+            Err(error) => outcomes.push(Some(Err(error))),
+            Ok(fields) => {
+                outcomes.push(None);
+                let new_user_name = user_names.insert(lookup_key(&fields.user_name));
+                let new_email = emails.insert(lookup_key(&fields.email));
+                if new_user_name && new_email {
+                    fresh.push((index, NewUser::of(tenant, fields).into_member(tenant)));
+                } else {
+                    one_by_one.push(index);
+                }
+            }
+        }
+    }
+    let (taken_user_names, taken_emails) = taken_keys(conn, tenant, &user_names, &emails)?;
+    let (fresh, known): (Vec<_>, Vec<_>) = fresh.into_iter().partition(|(_, member)| {
+        let registration = member.scim_registration.as_ref().expect("a SCIM user");
+        !taken_user_names.contains(&lookup_key(&registration.user_name))
+            && !taken_emails.contains(&lookup_key(&member.email_address))
+    });
+    one_by_one.extend(known.into_iter().map(|(index, _)| index));
+    let members: Vec<Member> = fresh.iter().map(|(_, member)| member.clone()).collect();
+    let inserted = conn.transaction(|savepoint| {
+        members::insert_many(savepoint, actor, &members, "member.created")
+    });
+    match inserted {
+        Ok(()) => {
+            if !settings.rbac_email_implicit_role_assignments.is_empty() {
+                let ids: Vec<String> = members.iter().map(|m| m.member_id.clone()).collect();
+                member_roles::sync_all(conn, actor, &ids)?;
+            }
+            for (index, member) in fresh {
+                outcomes[index] = Some(Ok(member));
+            }
+        }
+        // Taken since `taken_keys` read (another writer, on PostgreSQL): learn which, one by one.
+        Err(Error::Conflict { .. }) => one_by_one.extend(fresh.into_iter().map(|(index, _)| index)),
+        Err(error) => return Err(error),
+    }
+    one_by_one.sort_unstable();
+    for index in one_by_one {
+        outcomes[index] =
+            Some(conn.transaction(|savepoint| create(savepoint, tenant, actor, &inputs[index])));
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| outcome.expect("every input has its outcome"))
+        .collect())
+}
+
+/// Which of these userName keys the connection already has, and which of these email keys the
+/// organization's members already have.
+fn taken_keys(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    user_names: &HashSet<String>,
+    emails: &HashSet<String>,
+) -> Result<(HashSet<String>, HashSet<String>), Error> {
+    let (mut taken_user_names, mut taken_emails) = (HashSet::new(), HashSet::new());
+    let user_names: Vec<&String> = user_names.iter().collect();
+    for chunk in user_names.chunks(1_000) {
+        taken_user_names.extend(
+            members_table::table
+                .filter(members_table::scim_connection_id.eq(&tenant.connection_id))
+                .filter(members_table::scim_user_name_key.eq_any(chunk))
+                .select(members_table::scim_user_name_key.assume_not_null())
+                .load::<String>(conn)?,
+        );
+    }
+    let emails: Vec<&String> = emails.iter().collect();
+    for chunk in emails.chunks(1_000) {
+        taken_emails.extend(
+            members_table::table
+                .filter(members_table::organization_id.eq(&tenant.organization_id))
+                .filter(members_table::email_key.eq_any(chunk))
+                .select(members_table::email_key.assume_not_null())
+                .load::<String>(conn)?,
+        );
+    }
+    Ok((taken_user_names, taken_emails))
 }
 
 fn ensure_user_name_free(

@@ -74,6 +74,15 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// A pool of `size` connections on this database, migrated.
+    pub fn migrated_pool(&self, size: u32) -> db::Pool {
+        let pool = db::connect(&self.url, size).expect("database opens");
+        db::migrate(&mut pool.get().unwrap()).unwrap();
+        pool
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some(schema) = &self.pg_schema {
@@ -297,6 +306,26 @@ impl Drop for TestServer {
         let stop = self.handle.stop(false);
         actix_rt::spawn(stop);
     }
+}
+
+/// A new organization made of `fields` with one SCIM connection, straight through the domain
+/// (no server): the tenant that connection's token would speak for.
+pub fn organization_with_connection(
+    tx: &mut DbConn,
+    fields: scimd::domain::organizations::OrganizationFields,
+) -> Result<scimd::domain::connections::Tenant, scimd::error::Error> {
+    use scimd::domain::{connections, organizations, Actor};
+    let organization = organizations::create(tx, &Actor::cli(), fields)?;
+    let issued = connections::create(
+        tx,
+        &Actor::cli(),
+        &organization.organization_id,
+        connections::ConnectionFields::default(),
+    )?;
+    Ok(connections::Tenant {
+        organization_id: organization.organization_id,
+        connection_id: issued.connection.connection_id,
+    })
 }
 
 pub struct Tenant {
