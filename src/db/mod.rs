@@ -79,6 +79,11 @@ macro_rules! on_backend {
 /// `events::record`. The cache is keyed by the statement's text, so wrapping a statement
 /// whose SQL did vary would still be correct, but would keep one prepared statement per
 /// variant for the connection's life: wrap only fixed ones.
+///
+/// Run it with a method that returns rows (`get_result`, `load`; add a `RETURNING` to an
+/// `INSERT`): `execute` hands diesel's statement cache a reference, and a reference's
+/// `QueryFragment` forwards `walk_ast` but not `is_safe_to_cache_prepared`, so the statement
+/// would be prepared afresh after all (diesel 2.3).
 #[derive(Debug, Clone, Copy)]
 pub struct Prepared<Q>(pub Q);
 

@@ -118,9 +118,14 @@ pub fn record(
     let ((sequence, log_position), row) = numbered(conn, organization_id, actor, vec![event])?
         .pop()
         .expect("one event, one row");
-    diesel::insert_into(events::table)
-        .values(row)
-        .execute(conn)?;
+    // Kept prepared (its text varies only with `previous` being set or not), and so run as a
+    // query that returns a row: see `Prepared`.
+    crate::on_backend!(conn, |inner| Prepared(
+        diesel::insert_into(events::table)
+            .values(&row)
+            .returning(events::sequence)
+    )
+    .get_result::<i64>(inner))?;
     Ok(FeedCursor {
         log_position,
         organization_id: organization_id.to_string(),

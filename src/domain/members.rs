@@ -390,8 +390,10 @@ pub fn find_all_by_email(conn: &mut DbConn, email: &str) -> Result<Vec<Member>, 
 /// transaction already holds the database's only write lock.
 pub fn lock(conn: &mut DbConn, member_id: &str) -> Result<(), Error> {
     if let DbConn::Postgres(pg) = conn {
-        diesel::sql_query("SELECT member_id FROM members WHERE member_id = $1 FOR UPDATE")
-            .bind::<diesel::sql_types::Text, _>(member_id)
+        members::table
+            .find(member_id)
+            .select(members::member_id)
+            .for_update()
             .execute(pg)?;
     }
     Ok(())

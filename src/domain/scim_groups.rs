@@ -244,8 +244,10 @@ pub fn get(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Group, Error>
 /// `get`, holding the group's row until the write commits (see `members::lock`).
 fn get_for_write(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Group, Error> {
     if let DbConn::Postgres(pg) = conn {
-        diesel::sql_query("SELECT group_id FROM scim_groups WHERE group_id = $1 FOR UPDATE")
-            .bind::<diesel::sql_types::Text, _>(id)
+        scim_groups::table
+            .find(id)
+            .select(scim_groups::group_id)
+            .for_update()
             .execute(pg)?;
     }
     get(conn, tenant, id)

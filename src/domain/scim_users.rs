@@ -447,22 +447,44 @@ fn ensure_user_name_free(
 
 /// The live member `id` registered to this connection; anything else is 404, exactly alike.
 pub fn get(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Member, Error> {
+    found(
+        id,
+        live_user(&tenant.connection_id, id)
+            .select(MemberRow::as_select())
+            .first(conn)
+            .optional()?,
+    )
+}
+
+#[diesel::dsl::auto_type(no_type_alias)]
+fn live_user<'a>(connection_id: &'a str, id: &'a str) -> _ {
+    let deleted: &'static str = MemberStatus::Deleted.as_str();
     members_table::table
         .find(id)
-        .filter(members_table::scim_connection_id.eq(&tenant.connection_id))
-        .filter(members_table::status.ne(MemberStatus::Deleted.as_str()))
-        .select(MemberRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or_else(|| Error::not_found(format!("no User {id}")))?
+        .filter(members_table::scim_connection_id.eq(connection_id))
+        .filter(members_table::status.ne(deleted))
+}
+
+fn found(id: &str, row: Option<MemberRow>) -> Result<Member, Error> {
+    row.ok_or_else(|| Error::not_found(format!("no User {id}")))?
         .into_member()
 }
 
 /// `get`, holding the member's row until the write commits, so that a concurrent writer
-/// waits instead of changing it between this read and this write.
+/// waits instead of changing it between this read and this write: on PostgreSQL the read
+/// is `FOR UPDATE` (see `members::lock`), in the one statement.
 fn get_for_write(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Member, Error> {
-    members::lock(conn, id)?;
-    get(conn, tenant, id)
+    match conn {
+        DbConn::Postgres(pg) => found(
+            id,
+            live_user(&tenant.connection_id, id)
+                .select(MemberRow::as_select())
+                .for_update()
+                .first(pg)
+                .optional()?,
+        ),
+        DbConn::Sqlite(_) => get(conn, tenant, id),
+    }
 }
 
 /// PUT /Users/{id}: replaces every attribute the IdP may write.
