@@ -17,7 +17,7 @@ use super::scim_users::check_indexed_length;
 use super::{list_window, new_id, now, Actor, Listed, Read, Window};
 use crate::db::lower;
 use crate::db::schema::{group_members, members, scim_groups};
-use crate::db::DbConn;
+use crate::db::{DbConn, Replanned};
 use crate::error::{Error, ScimType};
 use crate::scim::filter::{CompareOp, Filter, Literal, PatchPath};
 use crate::scim::list::{mentions, plan, Column, Columns, Condition};
@@ -520,21 +520,18 @@ fn add_members(
     let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
     let wanted: Vec<&str> = wanted.into_iter().collect();
     for chunk in wanted.chunks(ID_BATCH) {
-        let valid: BTreeSet<String> = members::table
-            .filter(members::member_id.eq_any(chunk))
+        let live = members::table
             .filter(members::scim_connection_id.eq(&tenant.connection_id))
             .filter(members::status.ne(MemberStatus::Deleted.as_str()))
             .select(members::member_id)
-            .load::<String>(conn)?
-            .into_iter()
-            .collect();
-        let present: BTreeSet<String> = group_members::table
-            .filter(group_members::group_id.eq(group_id))
-            .filter(group_members::member_id.eq_any(chunk))
-            .select(group_members::member_id)
-            .load::<String>(conn)?
-            .into_iter()
-            .collect();
+            .into_boxed();
+        let valid: BTreeSet<String> = match chunk {
+            [id] => live.filter(members::member_id.eq(*id)).load(conn)?,
+            _ => Replanned(live.filter(members::member_id.eq_any(chunk))).load(conn)?,
+        }
+        .into_iter()
+        .collect();
+        let present = members_among(conn, group_id, chunk)?;
         let rows: Vec<_> = valid
             .iter()
             .filter(|id| !present.contains(*id))
@@ -561,6 +558,25 @@ fn add_members(
     Ok(())
 }
 
+/// Which of `ids` are members of the group. One id is an `=`, kept prepared and an index probe
+/// at any size of the group; more are an `ANY` list planned afresh (`db::Replanned`), since
+/// PostgreSQL's generic plan for it, made while a group is small, reads the whole group.
+fn members_among(
+    conn: &mut DbConn,
+    group_id: &str,
+    ids: &[&str],
+) -> Result<BTreeSet<String>, Error> {
+    let query = group_members::table
+        .filter(group_members::group_id.eq(group_id))
+        .select(group_members::member_id)
+        .into_boxed();
+    let found: Vec<String> = match ids {
+        [id] => query.filter(group_members::member_id.eq(*id)).load(conn)?,
+        _ => Replanned(query.filter(group_members::member_id.eq_any(ids))).load(conn)?,
+    };
+    Ok(found.into_iter().collect())
+}
+
 /// Removes these ids from the group; ids that are not members change nothing.
 fn remove_members(
     conn: &mut DbConn,
@@ -569,21 +585,24 @@ fn remove_members(
     change: &mut MembershipChange,
 ) -> Result<(), Error> {
     for chunk in ids.chunks(ID_BATCH) {
-        let present: Vec<String> = group_members::table
-            .filter(group_members::group_id.eq(group_id))
-            .filter(group_members::member_id.eq_any(chunk))
-            .select(group_members::member_id)
-            .load(conn)?;
-        if present.is_empty() {
-            continue;
-        }
-        diesel::delete(
-            group_members::table
-                .filter(group_members::group_id.eq(group_id))
-                .filter(group_members::member_id.eq_any(&present)),
-        )
-        .execute(conn)?;
-        for id in present {
+        // As in `members_among`: `=` for one id, an `ANY` list planned afresh for more.
+        let removed: Vec<String> = match chunk {
+            [id] => crate::on_backend!(conn, |inner| diesel::delete(
+                group_members::table.find((group_id, id))
+            )
+            .returning(group_members::member_id)
+            .load(inner))?,
+            _ => crate::on_backend!(conn, |inner| Replanned(
+                diesel::delete(
+                    group_members::table
+                        .filter(group_members::group_id.eq(group_id))
+                        .filter(group_members::member_id.eq_any(chunk)),
+                )
+                .returning(group_members::member_id)
+            )
+            .load(inner))?,
+        };
+        for id in removed {
             if !change.added.remove(&id) {
                 change.removed.insert(id);
             }

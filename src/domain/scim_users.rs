@@ -14,7 +14,7 @@ use super::scim_groups;
 use super::{list_window, new_id, now, Actor, Listed, Read, Window};
 use crate::db::lower;
 use crate::db::schema::members as members_table;
-use crate::db::DbConn;
+use crate::db::{DbConn, Replanned};
 use crate::error::{Error, ScimType};
 use crate::scim::filter::Filter;
 use crate::scim::list::{mentions, plan, Column, Columns, Condition};
@@ -393,7 +393,8 @@ pub fn create_many(
 }
 
 /// Which of these userName keys the connection already has, and which of these email keys the
-/// organization's members already have.
+/// organization's members already have; planned afresh each batch (`db::Replanned`), since
+/// the first batches meet an empty table.
 fn taken_keys(
     conn: &mut DbConn,
     tenant: &Tenant,
@@ -404,21 +405,25 @@ fn taken_keys(
     let user_names: Vec<&String> = user_names.iter().collect();
     for chunk in user_names.chunks(1_000) {
         taken_user_names.extend(
-            members_table::table
-                .filter(members_table::scim_connection_id.eq(&tenant.connection_id))
-                .filter(members_table::scim_user_name_key.eq_any(chunk))
-                .select(members_table::scim_user_name_key.assume_not_null())
-                .load::<String>(conn)?,
+            Replanned(
+                members_table::table
+                    .filter(members_table::scim_connection_id.eq(&tenant.connection_id))
+                    .filter(members_table::scim_user_name_key.eq_any(chunk))
+                    .select(members_table::scim_user_name_key.assume_not_null()),
+            )
+            .load::<String>(conn)?,
         );
     }
     let emails: Vec<&String> = emails.iter().collect();
     for chunk in emails.chunks(1_000) {
         taken_emails.extend(
-            members_table::table
-                .filter(members_table::organization_id.eq(&tenant.organization_id))
-                .filter(members_table::email_key.eq_any(chunk))
-                .select(members_table::email_key.assume_not_null())
-                .load::<String>(conn)?,
+            Replanned(
+                members_table::table
+                    .filter(members_table::organization_id.eq(&tenant.organization_id))
+                    .filter(members_table::email_key.eq_any(chunk))
+                    .select(members_table::email_key.assume_not_null()),
+            )
+            .load::<String>(conn)?,
         );
     }
     Ok((taken_user_names, taken_emails))

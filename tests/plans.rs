@@ -1,0 +1,101 @@
+//! PostgreSQL keeps diesel's prepared statements and may give one a generic plan, made by the
+//! tables' sizes when it was first run: a statement whose best plan depends on a table's size
+//! must stay an index probe as the table grows from nothing. Counted in the transaction's own
+//! statistics (`pg_stat_xact_user_tables`), so the figures are exact, not timings.
+
+mod common;
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use serde_json::{json, Value};
+
+use common::{Db, TestDatabase};
+use scimd::db::{self, DbConn};
+use scimd::domain::organizations::OrganizationFields;
+use scimd::domain::{scim_groups, scim_users, Actor};
+use scimd::error::Error;
+use scimd::scim::patch::PatchRequest;
+
+#[derive(QueryableByName)]
+struct Read {
+    #[diesel(sql_type = BigInt)]
+    rows: i64,
+}
+
+/// The `group_members` rows this transaction has read so far, by index or by scan.
+fn rows_read(tx: &mut DbConn) -> i64 {
+    diesel::sql_query(
+        "SELECT (COALESCE(idx_tup_fetch, 0) + COALESCE(seq_tup_read, 0))::bigint AS rows \
+         FROM pg_stat_xact_user_tables WHERE relname = 'group_members' \
+         AND schemaname = current_schema()",
+    )
+    .get_result::<Read>(tx)
+    .map_or(0, |read| read.rows)
+}
+
+fn membership(op: &str, ids: &[String]) -> PatchRequest {
+    let value: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
+    PatchRequest::parse(&json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": op, "path": "members", "value": value}],
+    }))
+    .unwrap()
+}
+
+#[test]
+fn adding_and_removing_one_member_reads_one_row_however_the_group_grew() {
+    let database = TestDatabase::new(Db::Postgres);
+    // One connection: every statement below runs, and is kept prepared, on it.
+    let pool = database.migrated_pool(1);
+    let mut conn = pool.get().unwrap();
+    let actor = Actor::cli();
+    let (tenant, users, group) = db::write(&mut conn, |tx| {
+        let tenant = common::organization_with_connection(
+            tx,
+            OrganizationFields {
+                organization_name: Some("Plans".into()),
+                organization_slug: Some("plans".into()),
+                ..Default::default()
+            },
+        )?;
+        let documents: Vec<Value> = (0..2_020)
+            .map(|n| json!({"userName": format!("user{n}@plans.test")}))
+            .collect();
+        let users: Vec<String> = scim_users::create_many(tx, &tenant, &actor, &documents)?
+            .into_iter()
+            .map(|user| user.map(|user| user.member_id))
+            .collect::<Result<_, _>>()?;
+        let group = scim_groups::create(tx, &tenant, &actor, &json!({"displayName": "Grows"}))?;
+        Ok::<_, Error>((tenant, users, group.group_id))
+    })
+    .unwrap();
+    let patch = |conn: &mut DbConn, request: PatchRequest| {
+        db::write(conn, |tx| {
+            scim_groups::patch(tx, &tenant, &actor, &group, None, &request)
+        })
+        .unwrap()
+    };
+
+    // While the group is small, one member at a time, more often than PostgreSQL's five
+    // custom plans before it considers a generic one.
+    for user in &users[..10] {
+        patch(&mut conn, membership("add", std::slice::from_ref(user)));
+        patch(&mut conn, membership("remove", std::slice::from_ref(user)));
+    }
+    // Then the group grows to 2,000 members at once.
+    patch(&mut conn, membership("add", &users[10..2_010]));
+
+    let read = db::write(&mut conn, |tx| {
+        let before = rows_read(tx);
+        let request = membership("add", &users[2_010..2_011]);
+        scim_groups::patch(tx, &tenant, &actor, &group, None, &request)?;
+        let request = membership("remove", &users[2_010..2_011]);
+        scim_groups::patch(tx, &tenant, &actor, &group, None, &request)?;
+        Ok::<_, Error>(rows_read(tx) - before)
+    })
+    .unwrap();
+    assert!(
+        read < 50,
+        "adding and removing one member read {read} rows of a group of 2,000"
+    );
+}
