@@ -37,12 +37,13 @@ pub struct AppState {
     pub delivery: Option<delivery::Delivery>,
 }
 
-/// How often old events are pruned, and SQLite's planner statistics refreshed.
+/// How often old events are pruned, and planner statistics refreshed.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Refreshes SQLite's planner statistics every hour (db::refresh_statistics; `scimd serve`
-/// does it once before serving), for as long as the server runs: a database that grows while
-/// it serves (an IdP's first sync) is planned by its present size.
+/// Refreshes planner statistics every hour where nothing else does (db::refresh_statistics:
+/// SQLite, and PostgreSQL without autovacuum; `scimd serve` does it once before serving), for
+/// as long as the server runs: a database that grows while it serves (an IdP's first sync) is
+/// planned by its present size.
 async fn refresh_statistics(state: web::Data<AppState>) {
     loop {
         tokio::time::sleep(PRUNE_EVERY).await;
@@ -85,9 +86,7 @@ pub fn server(
     if let Some(retention) = state.event_retention {
         actix_web::rt::spawn(prune_events(state.clone(), retention));
     }
-    if state.backend == db::Backend::Sqlite {
-        actix_web::rt::spawn(refresh_statistics(state.clone()));
-    }
+    actix_web::rt::spawn(refresh_statistics(state.clone()));
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

@@ -317,7 +317,15 @@ fn serve(cli: &Cli, args: &ServeArgs) -> Result<serde_json::Value, Error> {
     }
     let pool = open(&cli.database, args.pool_size)?;
     // Plan by the tables as they are now; server() refreshes this every hour.
-    db::refresh_statistics(&mut *pool.get()?)?;
+    let mut conn = pool.get()?;
+    if db::autovacuum_off(&mut conn)? {
+        log::warn!(
+            "PostgreSQL runs with autovacuum off: dead rows pile up and plans go stale; scimd \
+             analyzes its tables at start and hourly, but turn autovacuum on"
+        );
+    }
+    db::refresh_statistics(&mut conn)?;
+    drop(conn);
     let backend = db::Manager::new(&cli.database.database_url).backend();
     let listener = TcpListener::bind(&args.bind).map_err(|error| {
         Error::invalid(

@@ -99,3 +99,31 @@ fn adding_and_removing_one_member_reads_one_row_however_the_group_grew() {
         "adding and removing one member read {read} rows of a group of 2,000"
     );
 }
+
+#[derive(QueryableByName)]
+struct Analyzed {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    analyzed: bool,
+}
+
+/// Without autovacuum (as on this project's CI machine) nothing would ever analyze the tables
+/// and replan what was planned while they were empty: scimd does it at start and hourly.
+#[test]
+fn statistics_are_refreshed_where_autovacuum_would_not() {
+    let database = TestDatabase::new(Db::Postgres);
+    let pool = database.migrated_pool(1);
+    let mut conn = pool.get().unwrap();
+    let autovacuum_off = db::autovacuum_off(&mut conn).unwrap();
+    db::refresh_statistics(&mut conn).unwrap();
+    let analyzed = diesel::sql_query(
+        "SELECT last_analyze IS NOT NULL AS analyzed FROM pg_stat_user_tables \
+         WHERE relname = 'group_members' AND schemaname = current_schema()",
+    )
+    .get_result::<Analyzed>(&mut *conn)
+    .unwrap()
+    .analyzed;
+    assert_eq!(
+        analyzed, autovacuum_off,
+        "analyzed exactly when autovacuum is off"
+    );
+}

@@ -423,21 +423,51 @@ where
     run_to_end(conn, query)
 }
 
-/// Refreshes SQLite's planner statistics (`sqlite_stat1`); PostgreSQL keeps its own
-/// (autovacuum). Without statistics SQLite takes an equality on an index's first column to
-/// match about ten rows, so on a connection of 20,000 users it walked the listing index past
-/// all of them for `emails.value eq` or `userName eq a or userName eq b` instead of using
-/// their indexes (17 ms and 22 ms instead of under one, BENCHMARKS.md). `analysis_limit`
-/// samples each index, so this costs milliseconds at a million rows; it runs under the
-/// write lock.
+/// Refreshes the planner's statistics where nothing else does. SQLite's (`sqlite_stat1`):
+/// without them SQLite takes an equality on an index's first column to match about ten rows,
+/// so on a connection of 20,000 users it walked the listing index past all of them for
+/// `emails.value eq` or `userName eq a or userName eq b` instead of using their indexes
+/// (17 ms and 22 ms instead of under one, BENCHMARKS.md). `analysis_limit` samples each
+/// index, so this costs milliseconds at a million rows; it runs under the write lock.
+/// PostgreSQL's autovacuum keeps its own; where it is off ([`autovacuum_off`]) the tables
+/// that grow are analyzed here.
 pub fn refresh_statistics(conn: &mut DbConn) -> Result<(), Error> {
-    if matches!(conn, DbConn::Sqlite(_)) {
-        write(conn, |tx| {
+    match conn {
+        DbConn::Sqlite(_) => write(conn, |tx| {
             tx.batch_execute("PRAGMA analysis_limit = 1000; ANALYZE;")
                 .map_err(Error::from)
-        })?;
+        }),
+        DbConn::Postgres(_) => match autovacuum_off(conn)? {
+            true => analyze_postgres(conn),
+            false => Ok(()),
+        },
     }
-    Ok(())
+}
+
+/// Whether PostgreSQL runs without autovacuum, which would keep the planner's statistics.
+pub fn autovacuum_off(conn: &mut DbConn) -> Result<bool, Error> {
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        setting: String,
+    }
+    match conn {
+        DbConn::Sqlite(_) => Ok(false),
+        DbConn::Postgres(pg) => Ok(diesel::RunQueryDsl::get_result::<Setting>(
+            diesel::sql_query("SELECT current_setting('autovacuum') AS setting"),
+            pg,
+        )?
+        .setting
+            == "off"),
+    }
+}
+
+fn analyze_postgres(conn: &mut DbConn) -> Result<(), Error> {
+    conn.batch_execute(
+        "ANALYZE members, member_emails, events, scim_connections, scim_groups, group_members, \
+         member_roles",
+    )
+    .map_err(Error::from)
 }
 
 /// Statistics after a bulk load (`import-users`), on either database: SQLite's as
@@ -449,9 +479,7 @@ pub fn refresh_statistics(conn: &mut DbConn) -> Result<(), Error> {
 pub fn refresh_statistics_after_load(conn: &mut DbConn) -> Result<(), Error> {
     match conn {
         DbConn::Sqlite(_) => refresh_statistics(conn),
-        DbConn::Postgres(pg) => pg
-            .batch_execute("ANALYZE members, member_emails, events, scim_connections")
-            .map_err(Error::from),
+        DbConn::Postgres(_) => analyze_postgres(conn),
     }
 }
 
