@@ -862,3 +862,46 @@ async fn cursor_paging_reads_every_user_once_both_ways_and_refuses_foreign_curso
     assert_eq!(groups.status, 200);
     assert_eq!(groups.body["totalResults"], 0);
 }
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn a_user_renamed_to_a_taken_user_name_is_refused_and_to_its_own_in_another_case_is_not(
+    #[case] db: Db,
+) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let named = |user_name: &str, email: &str| {
+        let mut body = user(user_name);
+        body["emails"] = json!([{"value": email, "type": "work", "primary": true}]);
+        body
+    };
+    let ada = idp.post("/Users", named("ada", "ada@acme.test")).await;
+    let bob = idp.post("/Users", named("bob", "bob@acme.test")).await;
+    let (ada, bob) = (
+        format!("/Users/{}", ada.body["id"].as_str().unwrap()),
+        format!("/Users/{}", bob.body["id"].as_str().unwrap()),
+    );
+    let rename = |user_name: &str| {
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": "replace", "path": "userName", "value": user_name}]})
+    };
+
+    for refused in [
+        idp.patch(&bob, rename("ADA")).await,
+        idp.put(&bob, named("Ada", "bob@acme.test")).await,
+    ] {
+        assert_eq!(refused.status, 409, "{}", refused.text);
+        assert_eq!(refused.body["scimType"], "uniqueness");
+        let detail = refused.body["detail"].as_str().unwrap();
+        assert!(detail.contains("already taken by another user"), "{detail}");
+    }
+    assert_eq!(idp.get(&bob).await.body["userName"], "bob");
+
+    let recased = idp.patch(&ada, rename("ADA")).await;
+    assert_eq!(recased.status, 200, "{}", recased.text);
+    assert_eq!(recased.body["userName"], "ADA");
+    let found = idp.get("/Users?filter=userName%20eq%20%22ada%22").await;
+    assert_eq!(found.body["totalResults"], 1, "{}", found.text);
+}

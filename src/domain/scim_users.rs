@@ -532,7 +532,14 @@ fn save(
     fields: UserFields,
 ) -> Result<Member, Error> {
     super::connections::ensure_exists(conn, tenant)?;
-    ensure_user_name_free(conn, tenant, &fields.user_name, Some(&before.member_id))?;
+    // A userName the user keeps (in any case) is its own: its row holds that key.
+    let held = before
+        .scim_registration
+        .as_ref()
+        .map(|r| lookup_key(&r.user_name));
+    if held != Some(lookup_key(&fields.user_name)) {
+        ensure_user_name_free(conn, tenant, &fields.user_name, Some(&before.member_id))?;
+    }
     let email_changed = lookup_key(&fields.email) != lookup_key(&before.email_address);
     if email_changed {
         let settings = super::organizations::settings(conn, &tenant.organization_id)?;
