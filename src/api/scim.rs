@@ -545,11 +545,13 @@ async fn create_user(
     body: ScimJson,
 ) -> Result<HttpResponse, Error> {
     let actor = tenant.actor();
+    // A user new to the connection, or adopted by it, is in none of its groups yet: a group
+    // admits only the connection's own users.
     let user = with_write(&state, move |tx| {
-        let member = scim_users::create(tx, &tenant.0, &actor, &body.0)?;
-        with_groups(tx, member)
+        scim_users::create(tx, &tenant.0, &actor, &body.0)
     })
-    .await?;
+    .await
+    .map(|member| (member, Vec::new()))?;
     let base = base_url(&state, &req);
     let mut created = HttpResponse::Created();
     created.insert_header((
