@@ -43,7 +43,7 @@ fn membership(op: &str, ids: &[String]) -> PatchRequest {
 }
 
 #[test]
-fn adding_and_removing_one_member_reads_one_row_however_the_group_grew() {
+fn membership_reads_stay_index_probes_however_the_group_grew() {
     let database = TestDatabase::new(Db::Postgres);
     // One connection: every statement below runs, and is kept prepared, on it.
     let pool = database.migrated_pool(1);
@@ -82,8 +82,26 @@ fn adding_and_removing_one_member_reads_one_row_however_the_group_grew() {
         patch(&mut conn, membership("add", std::slice::from_ref(user)));
         patch(&mut conn, membership("remove", std::slice::from_ref(user)));
     }
+    // A page of users is answered with each user's groups, read for the page at once.
+    let two: Vec<&str> = users[..2].iter().map(String::as_str).collect();
+    for _ in 0..10 {
+        scim_groups::groups_of(&mut conn, &two).unwrap();
+    }
     // Then the group grows to 2,000 members at once.
     patch(&mut conn, membership("add", &users[10..2_010]));
+
+    let page: Vec<&str> = users[10..12].iter().map(String::as_str).collect();
+    let read = db::write(&mut conn, |tx| {
+        let before = rows_read(tx);
+        let groups = scim_groups::groups_of(tx, &page)?;
+        assert_eq!(groups.len(), 2, "each of the two is in the group");
+        Ok::<_, Error>(rows_read(tx) - before)
+    })
+    .unwrap();
+    assert!(
+        read < 50,
+        "two users' groups read {read} rows of a group of 2,000"
+    );
 
     let read = db::write(&mut conn, |tx| {
         let before = rows_read(tx);
