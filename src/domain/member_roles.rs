@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::connections::{self, Tenant};
 use super::events::{self, Event};
-use super::members::{lookup_key, MemberStatus};
+use super::members::{email_domain, lookup_key, Member, MemberStatus};
 use super::{new_id, now, organizations, roles, Actor};
 use crate::db::schema::{
     group_members, group_role_assignments, member_roles, members, scim_groups,
@@ -41,7 +41,55 @@ pub fn sync(
     actor: &Actor,
     member_id: &str,
 ) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
-    sync_member(conn, actor, member_id, &mut None)
+    let facts = Facts::read(conn, member_id)?;
+    sync_member(conn, actor, member_id, facts, &mut None)
+}
+
+/// `sync` for a member as it was just written, without reading it back.
+pub fn sync_written(
+    conn: &mut DbConn,
+    actor: &Actor,
+    member: &Member,
+) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
+    let facts = Facts {
+        organization_id: member.organization_id.clone(),
+        status: member.status.as_str().to_string(),
+        connection_id: member
+            .scim_registration
+            .as_ref()
+            .map(|registration| registration.connection_id.clone()),
+        email_domain: email_domain(&member.email_address),
+    };
+    sync_member(conn, actor, &member.member_id, facts, &mut None)
+}
+
+/// What a member's grants follow from: its organization, status, connection and email domain,
+/// as its row stores them.
+struct Facts {
+    organization_id: String,
+    status: String,
+    connection_id: Option<String>,
+    email_domain: String,
+}
+
+impl Facts {
+    fn read(conn: &mut DbConn, member_id: &str) -> Result<Self, Error> {
+        let (organization_id, status, connection_id, email_domain) = members::table
+            .find(member_id)
+            .select((
+                members::organization_id,
+                members::status,
+                members::scim_connection_id,
+                members::email_domain,
+            ))
+            .first(conn)?;
+        Ok(Facts {
+            organization_id,
+            status,
+            connection_id,
+            email_domain,
+        })
+    }
 }
 
 /// `sync`, reading the organization's settings only when `settings` does not hold them yet
@@ -50,22 +98,15 @@ fn sync_member(
     conn: &mut DbConn,
     actor: &Actor,
     member_id: &str,
+    facts: Facts,
     settings: &mut Option<(String, organizations::OrganizationSettings)>,
 ) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
-    let (organization_id, status, connection_id, email_domain): (
-        String,
-        String,
-        Option<String>,
-        String,
-    ) = members::table
-        .find(member_id)
-        .select((
-            members::organization_id,
-            members::status,
-            members::scim_connection_id,
-            members::email_domain,
-        ))
-        .first(conn)?;
+    let Facts {
+        organization_id,
+        status,
+        connection_id,
+        email_domain,
+    } = facts;
     let current: BTreeSet<Grant> = grants(conn, member_id)?.into_iter().collect();
     let active = status == MemberStatus::Active.as_str();
     let mut wanted: BTreeSet<Grant> = if active {
@@ -280,7 +321,8 @@ pub fn connection_maps_groups(conn: &mut DbConn, connection_id: &str) -> Result<
 pub fn sync_all(conn: &mut DbConn, actor: &Actor, member_ids: &[String]) -> Result<(), Error> {
     let mut settings = None;
     for member_id in member_ids {
-        sync_member(conn, actor, member_id, &mut settings)?;
+        let facts = Facts::read(conn, member_id)?;
+        sync_member(conn, actor, member_id, facts, &mut settings)?;
     }
     Ok(())
 }

@@ -236,7 +236,7 @@ pub fn create(
             let member = user.into_member(tenant);
             members::insert(conn, actor, &member, "member.created")?;
             if !settings.rbac_email_implicit_role_assignments.is_empty() {
-                member_roles::sync(conn, actor, &member.member_id)?;
+                member_roles::sync_written(conn, actor, &member)?;
             }
             Ok(member)
         }
@@ -250,7 +250,7 @@ pub fn create(
                     ..existing.clone()
                 };
                 let adopted = members::update(conn, actor, &existing, adopted, "member.scim_linked")?;
-                member_roles::sync(conn, actor, &adopted.member_id)?;
+                member_roles::sync_written(conn, actor, &adopted)?;
                 Ok(adopted)
             }
             Some(other) if other.connection_id == tenant.connection_id => Err(Error::conflict(
@@ -592,7 +592,7 @@ fn save(
     let domain_changed =
         members::email_domain(&saved.email_address) != members::email_domain(&before.email_address);
     if saved.status != before.status || domain_changed {
-        member_roles::sync(conn, actor, &saved.member_id)?;
+        member_roles::sync_written(conn, actor, &saved)?;
     }
     Ok(saved)
 }
