@@ -16,6 +16,11 @@ connection=$(echo "$created" | sed -n 's/.*"connection_id": "\([^"]*\)".*/\1/p')
 # Starts `scimd serve` on 127.0.0.1:$1 (log in $work/serve.log) and waits until it answers
 # /readyz (up to $2 seconds, default 60). Sets: server (its pid).
 start_server() {
+    # A server left over from another run would answer instead, and be measured.
+    if curl -s -o /dev/null "http://127.0.0.1:$1/readyz"; then
+        echo "port $1 is taken: stop what listens there, or pass another PORT" >&2
+        exit 1
+    fi
     RUST_LOG=warn "$scimd" serve --bind "127.0.0.1:$1" >"$work/serve.log" 2>&1 &
     server=$!
     for _ in $(seq 1 $((${2:-60} * 5))); do
