@@ -568,11 +568,11 @@ async fn get_user(
     id: web::Path<String>,
     query: QueryPairs,
 ) -> Result<HttpResponse, Error> {
+    // Two statements, each its own snapshot: a user and its groups read a moment apart are
+    // each true, and PostgreSQL's read transaction would cost two more round trips.
     let user = with_db(&state, move |conn| {
-        db::read(conn, |tx| {
-            let member = scim_users::get(tx, &tenant.0, &id)?;
-            with_groups(tx, member)
-        })
+        let member = scim_users::get(conn, &tenant.0, &id)?;
+        with_groups(conn, member)
     })
     .await?;
     if let Some(unchanged) = not_modified(&req, user.0.version) {
