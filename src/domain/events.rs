@@ -115,9 +115,10 @@ pub fn record(
     actor: &Actor,
     event: Event<'_>,
 ) -> Result<FeedCursor, Error> {
-    let ((sequence, log_position), row) = numbered(conn, organization_id, actor, vec![event])?
+    let row = numbered(conn, organization_id, actor, vec![event])?
         .pop()
         .expect("one event, one row");
+    let (sequence, log_position) = (row.sequence, row.log_position);
     // Kept prepared (its text varies only with `previous` being set or not), and so run as a
     // query that returns a row: see `Prepared`.
     crate::on_backend!(conn, |inner| Prepared(
@@ -144,10 +145,7 @@ pub fn record_many(
     if events.is_empty() {
         return Ok(());
     }
-    let rows: Vec<NewEventRow> = numbered(conn, organization_id, actor, events)?
-        .into_iter()
-        .map(|(_, row)| row)
-        .collect();
+    let rows = numbered(conn, organization_id, actor, events)?;
     // In chunks: a statement takes at most 65,535 parameters on PostgreSQL.
     for chunk in rows.chunks(1_000) {
         crate::on_backend!(conn, |inner| diesel::insert_into(events::table)
@@ -157,35 +155,31 @@ pub fn record_many(
     Ok(())
 }
 
-/// `events` as rows to insert, numbered, with their numbers.
-#[allow(clippy::type_complexity)]
+/// `events` as rows to insert, numbered.
 fn numbered<'a>(
     conn: &mut DbConn,
     organization_id: &'a str,
     actor: &'a Actor,
     events: Vec<Event<'a>>,
-) -> Result<Vec<((i64, i64), NewEventRow<'a>)>, Error> {
+) -> Result<Vec<NewEventRow<'a>>, Error> {
     let numbers = next_numbers(conn, organization_id, events.len() as i64)?;
     let occurred_at = now();
     RECORDED.with(|recorded| recorded.set(true));
     Ok(numbers
         .into_iter()
         .zip(events)
-        .map(|((sequence, log_position), event)| {
-            let row = NewEventRow {
-                event_id: new_id("event"),
-                organization_id,
-                sequence,
-                event_type: event.event_type,
-                source: actor.source.as_str(),
-                actor: &actor.id,
-                subject_id: event.subject_id,
-                data: event.data.to_string(),
-                previous: event.previous.map(|previous| previous.to_string()),
-                occurred_at,
-                log_position,
-            };
-            ((sequence, log_position), row)
+        .map(|((sequence, log_position), event)| NewEventRow {
+            event_id: new_id("event"),
+            organization_id,
+            sequence,
+            event_type: event.event_type,
+            source: actor.source.as_str(),
+            actor: &actor.id,
+            subject_id: event.subject_id,
+            data: event.data.to_string(),
+            previous: event.previous.map(|previous| previous.to_string()),
+            occurred_at,
+            log_position,
         })
         .collect())
 }

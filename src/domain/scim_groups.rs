@@ -231,26 +231,41 @@ pub fn create(
 
 /// The group `id` of this connection; anything else is 404, exactly alike.
 pub fn get(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Group, Error> {
+    found(
+        id,
+        connection_group(&tenant.connection_id, id)
+            .select(GroupRow::as_select())
+            .first(conn)
+            .optional()?,
+    )
+}
+
+#[diesel::dsl::auto_type(no_type_alias)]
+fn connection_group<'a>(connection_id: &'a str, id: &'a str) -> _ {
     scim_groups::table
         .find(id)
-        .filter(scim_groups::connection_id.eq(&tenant.connection_id))
-        .select(GroupRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or_else(|| Error::not_found(format!("no Group {id}")))?
+        .filter(scim_groups::connection_id.eq(connection_id))
+}
+
+fn found(id: &str, row: Option<GroupRow>) -> Result<Group, Error> {
+    row.ok_or_else(|| Error::not_found(format!("no Group {id}")))?
         .into_group()
 }
 
-/// `get`, holding the group's row until the write commits (see `members::lock`).
+/// `get`, holding the group's row until the write commits: on PostgreSQL the read is `FOR
+/// UPDATE` (see `members::lock`), in the one statement.
 fn get_for_write(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Group, Error> {
-    if let DbConn::Postgres(pg) = conn {
-        scim_groups::table
-            .find(id)
-            .select(scim_groups::group_id)
-            .for_update()
-            .execute(pg)?;
+    match conn {
+        DbConn::Postgres(pg) => found(
+            id,
+            connection_group(&tenant.connection_id, id)
+                .select(GroupRow::as_select())
+                .for_update()
+                .first(pg)
+                .optional()?,
+        ),
+        DbConn::Sqlite(_) => get(conn, tenant, id),
     }
-    get(conn, tenant, id)
 }
 
 /// The ids of the group's members. Members show `value`, `$ref` and `type`, no `display`:

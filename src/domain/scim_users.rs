@@ -363,7 +363,7 @@ pub fn create_many(
             && !taken_emails.contains(&lookup_key(&member.email_address))
     });
     one_by_one.extend(known.into_iter().map(|(index, _)| index));
-    let members: Vec<Member> = fresh.iter().map(|(_, member)| member.clone()).collect();
+    let (indexes, members): (Vec<usize>, Vec<Member>) = fresh.into_iter().unzip();
     let inserted = conn.transaction(|savepoint| {
         members::insert_many(savepoint, actor, &members, "member.created")
     });
@@ -373,12 +373,12 @@ pub fn create_many(
                 let ids: Vec<String> = members.iter().map(|m| m.member_id.clone()).collect();
                 member_roles::sync_all(conn, actor, &ids)?;
             }
-            for (index, member) in fresh {
+            for (index, member) in indexes.into_iter().zip(members) {
                 outcomes[index] = Some(Ok(member));
             }
         }
         // Taken since `taken_keys` read (another writer, on PostgreSQL): learn which, one by one.
-        Err(Error::Conflict { .. }) => one_by_one.extend(fresh.into_iter().map(|(index, _)| index)),
+        Err(Error::Conflict { .. }) => one_by_one.extend(indexes),
         Err(error) => return Err(error),
     }
     one_by_one.sort_unstable();
