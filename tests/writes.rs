@@ -225,6 +225,83 @@ fn a_change_whose_savepoint_cannot_be_rolled_back_takes_its_group_with_it() {
     assert_eq!(pool.write(bump).unwrap(), 2, "the writer goes on");
 }
 
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+fn async_writes_leave_their_thread_free_and_each_get_their_own_outcome(#[case] db: Db) {
+    // Every caller on one runtime thread, as the requests of an actix worker are. While a slow
+    // write holds the writer, a timer on that thread still fires, and 40 more writes queue
+    // (on SQLite, to be committed together): one in five fails, each with its own outcome.
+    let (_database, pool) = with_counter(db);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let write = |change: Change| {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.write_async(change).await })
+    };
+    let changes: Vec<(&str, Change)> = (0..40)
+        .map(|i| match i % 5 {
+            4 => FAILING[i / 5 % FAILING.len()],
+            _ => ("bump", bump as Change),
+        })
+        .collect();
+    runtime.block_on(async {
+        let slow = write(|tx| {
+            let n = bump(tx)?;
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(n)
+        });
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(250) && !slow.is_finished(),
+            "the slow write held its caller's thread for {:?}",
+            started.elapsed()
+        );
+        let queued: Vec<_> = changes.iter().map(|&(_, change)| write(change)).collect();
+        assert_eq!(slow.await.unwrap().unwrap(), 1);
+        for (&(name, _), task) in changes.iter().zip(queued) {
+            assert_own_outcome(name, &task.await.expect("a failing change fails alone"));
+        }
+    });
+    assert_eq!(db::read(&mut pool.get().unwrap(), counter).unwrap(), 33);
+    assert_eq!(pool.write(bump).unwrap(), 34, "sync and async writes mix");
+}
+
+/// How many of this process's open files are the SQLite database at `path` or its WAL files.
+fn open_files_of(path: &str) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with(path))
+        .count()
+}
+
+#[test]
+fn the_last_pool_dropped_closes_the_sqlite_database_and_its_writer() {
+    // Each pool has its own writer thread (and checkpoint thread); a process that opens many
+    // pools, as the tests do, must not keep their connections open.
+    let (database, pool) = with_counter(Db::Sqlite);
+    let copy = pool.clone();
+    assert_eq!(pool.write(bump).unwrap(), 1);
+    drop(pool);
+    assert_eq!(copy.write(bump).unwrap(), 2, "a clone keeps the writer");
+    assert!(open_files_of(&database.url) > 0);
+    drop(copy);
+    // The checkpoint thread notices at its next tick, a quarter of a second later.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open_files_of(&database.url) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} files of the database stayed open after its pool was dropped",
+            open_files_of(&database.url)
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 #[test]
 fn sqlite_pages_reach_the_database_file_without_a_checkpoint_in_the_commit() {
     // The writer's commits leave the WAL alone (below a backstop of 64 MiB); the background

@@ -33,19 +33,19 @@ pub async fn with_db<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
-    on_blocking_pool(state, move |pool| recording(|| work(&mut *pool.get()?))).await
+    let pool = state.pool.clone();
+    let done = web::block(move || recording(|| work(&mut *pool.get()?)));
+    rung_when_recorded(state, done.await??)
 }
 
-/// Runs `change` as one write (`db::Pool::write`) on the blocking pool. On SQLite it may run
-/// on another request's thread, so whether it recorded an event travels with its result.
+/// Runs `change` as one write (`db::Pool::write_async`). On SQLite it runs on the writer's
+/// thread, so whether it recorded an event travels with its result.
 pub async fn with_write<T: Send + 'static>(
     state: &AppState,
     change: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
-    on_blocking_pool(state, move |pool| {
-        pool.write(move |tx| recording(|| change(tx)))
-    })
-    .await
+    let written = state.pool.write_async(move |tx| recording(|| change(tx)));
+    rung_when_recorded(state, written.await?)
 }
 
 /// `work`'s value, and whether it recorded an event on this thread.
@@ -55,13 +55,9 @@ fn recording<T>(work: impl FnOnce() -> Result<T, Error>) -> Result<(T, bool), Er
     Ok((value, crate::domain::events::take_recorded()))
 }
 
-async fn on_blocking_pool<T: Send + 'static>(
-    state: &AppState,
-    work: impl FnOnce(&crate::db::Pool) -> Result<(T, bool), Error> + Send + 'static,
-) -> Result<T, Error> {
-    let pool = state.pool.clone();
-    let (value, recorded) = web::block(move || work(&pool)).await??;
-    // The work's transaction has committed: readers waiting for events may look again.
+/// The work's value, once readers waiting for events have been told to look again if it
+/// recorded one (its transaction has committed).
+fn rung_when_recorded<T>(state: &AppState, (value, recorded): (T, bool)) -> Result<T, Error> {
     if recorded {
         state.events.ring();
     }

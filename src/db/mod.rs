@@ -29,7 +29,8 @@ pub enum DbConn {
 }
 
 /// The connections of one database. On SQLite every write of this process that goes through
-/// [`Pool::write`] runs on one connection kept for it, several at a time (`writer.rs`).
+/// [`Pool::write`] runs on one connection kept for it, on its own thread, several at a time
+/// (`writer.rs`).
 #[derive(Clone)]
 pub struct Pool {
     connections: diesel::r2d2::Pool<Manager>,
@@ -44,8 +45,8 @@ impl Pool {
 
     /// Runs `change` as one atomic write, as [`write`] does: it takes effect whole when this
     /// returns `Ok`, and not at all when it returns `Err`. On SQLite it runs on the writer
-    /// connection, possibly on another caller's thread, in one transaction with the changes
-    /// other threads asked for meanwhile, each behind its own savepoint.
+    /// thread, in one transaction with the changes other callers asked for meanwhile, each
+    /// behind its own savepoint; this thread waits for it.
     pub fn write<T: Send + 'static>(
         &self,
         change: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
@@ -53,6 +54,24 @@ impl Pool {
         match &self.writer {
             Some(writer) => writer.write(change),
             None => panic_as_error(|| write(&mut *self.get()?, change)),
+        }
+    }
+
+    /// [`Pool::write`] for async callers, which it never blocks: on SQLite the change is
+    /// queued for the writer thread, on PostgreSQL it runs on tokio's blocking pool. Call it
+    /// inside a tokio runtime.
+    pub async fn write_async<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        match &self.writer {
+            Some(writer) => writer.write_async(change).await,
+            None => {
+                let pool = self.clone();
+                tokio::task::spawn_blocking(move || pool.write(change))
+                    .await
+                    .unwrap_or_else(|_| Err(Error::internal("a write was cancelled")))
+            }
         }
     }
 }
@@ -267,7 +286,10 @@ fn plan_without_bound_values() {
 /// Builds the pool and checks that the database answers.
 pub fn connect(database_url: &str, max_size: u32) -> Result<Pool, Error> {
     let manager = Manager::new(database_url);
-    let writer = (manager.backend == Backend::Sqlite).then(|| Writer::start(manager.clone()));
+    let writer = match manager.backend {
+        Backend::Sqlite => Some(Writer::start(manager.clone())?),
+        Backend::Postgres => None,
+    };
     // SQLite takes one writer at a time; more connections only help readers.
     let connections = diesel::r2d2::Pool::builder()
         .max_size(max_size)
