@@ -2,7 +2,8 @@
 # Same-run A/B of scimd builds (BENCHMARKS.md): for ROUNDS rounds, each build in turn gets a
 # fresh database (SQLite unless DATABASE_URL says otherwise), USERS imported users (none for
 # entra-sync, which creates them), a `serve` on 127.0.0.1, and one `scimd-bench` run of
-# SCENARIO; then its summary line and the server's CPU per request, from /proc.
+# SCENARIO; then its summary line and the server's CPU per request, from /proc (and with
+# DETAIL=1 the latencies of each kind of request).
 #   benches/ab.sh patch /tmp/before/scimd target/release/scimd
 set -euo pipefail
 scenario=$1; shift
@@ -23,12 +24,15 @@ for round in $(seq 1 "$rounds"); do
                 --connection "$connection" --generate "$users" --prefix bench >/dev/null
             start_server "$port" 20
             before=$(cpu_ticks $server)
-            summary=$("$bench" --url "http://127.0.0.1:$port/scim/v2" --token "$TOKEN" \
+            output=$("$bench" --url "http://127.0.0.1:$port/scim/v2" --token "$TOKEN" \
                 --scenario "$scenario" --users "$users" --connections "$connections" \
-                --duration-s "$duration" --prefix bench --json-out "$work/run.json" | grep '^summary')
+                --duration-s "$duration" --prefix bench --json-out "$work/run.json")
+            summary=$(grep '^summary' <<<"$output")
             ticks=$(($(cpu_ticks $server) - before))
             requests=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["requests"])' "$work/run.json")
             echo "round $round $build: $summary; server CPU $((ticks * 10000 / requests)) µs/request"
+            # DETAIL=1: each kind of request's line too (its latencies).
+            [ -z "${DETAIL:-}" ] || grep '^  ' <<<"$output"
         )
     done
 done

@@ -334,6 +334,77 @@ fn sqlite_pages_reach_the_database_file_without_a_checkpoint_in_the_commit() {
     assert_eq!(pool.write(bump).unwrap(), 1);
 }
 
+/// How many times SQLite has started the WAL at `path` over (its header's checkpoint
+/// sequence number).
+fn wal_restarts(path: &str) -> u32 {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut wal| wal.read_exact(&mut header))
+        .map_or(0, |()| {
+            u32::from_be_bytes([header[12], header[13], header[14], header[15]])
+        })
+}
+
+#[test]
+fn under_steady_writes_and_reads_the_sqlite_wal_starts_over_before_its_backstop() {
+    // SQLite starts the WAL over only at a write that finds all of it copied into the
+    // database. The checkpoint thread alone never gets there while writes go on, so the WAL
+    // grew to the writer's 64 MiB backstop; now the writer copies the last frames itself.
+    let (database, pool) = with_counter(Db::Sqlite);
+    pool.write(|tx| {
+        tx.batch_execute("CREATE TABLE filler (body BLOB)")?;
+        Ok(())
+    })
+    .unwrap();
+    // The checkpoint thread syncs the database file through SQLite's own handle.
+    pool.get()
+        .unwrap()
+        .batch_execute("SELECT scimd_sync_database_file()")
+        .expect("every SQLite connection can sync its database file");
+    let wal = format!("{}-wal", database.url);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    db::read(&mut pool.get().unwrap(), counter).unwrap();
+                }
+            })
+        })
+        .collect();
+    // Until the WAL has started over three times: without the writer's help the first time
+    // is at the backstop, 16,384 frames of 4,120 bytes.
+    let before = wal_restarts(&wal);
+    let mut writes = 0;
+    while wal_restarts(&wal) - before < 3 {
+        let size = std::fs::metadata(&wal).map_or(0, |wal| wal.len());
+        assert!(
+            size < 56 << 20 && writes < 50_000,
+            "the WAL grew to {size} bytes in {writes} writes, having started over {} times",
+            wal_restarts(&wal) - before
+        );
+        // At most 2,000 writes a second, so that the checkpoint thread's passes, every
+        // quarter of a second, are some 10,000 frames apart at most.
+        for write in 0..100 {
+            pool.write(|tx| {
+                tx.batch_execute("INSERT INTO filler VALUES (randomblob(3000))")?;
+                Ok(())
+            })
+            .unwrap();
+            if write % 2 == 1 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        writes += 100;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        reader.join().unwrap();
+    }
+}
+
 /// The statements diesel newly kept prepared on a connection (its `CacheQuery` events).
 #[derive(Clone, Default)]
 struct Kept(std::sync::Arc<std::sync::Mutex<Vec<String>>>);

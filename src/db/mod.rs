@@ -207,6 +207,7 @@ impl ManageConnection for Manager {
                 .map_err(diesel::r2d2::Error::ConnectionError),
             Backend::Sqlite => {
                 plan_without_bound_values();
+                writer::offer_database_sync();
                 let mut conn = SqliteConnection::establish(&self.url)
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 // WAL lets readers run beside the one writer; synchronous=NORMAL is durable
@@ -273,12 +274,29 @@ fn plan_without_bound_values() {
     }
 
     static REGISTER: std::sync::Once = std::sync::Once::new();
-    REGISTER.call_once(|| {
+    on_every_sqlite_connection(&REGISTER, enable_qpsg, "sets QPSG");
+}
+
+/// What SQLite calls with each connection it opens (`sqlite3_auto_extension`).
+type AutoExtension = unsafe extern "C" fn(
+    *mut libsqlite3_sys::sqlite3,
+    *mut *mut std::os::raw::c_char,
+    *const libsqlite3_sys::sqlite3_api_routines,
+) -> std::os::raw::c_int;
+
+/// Has SQLite call `extension` with every connection this process opens from now on; `once`
+/// makes that happen once a process. `what` says what it does, for the log.
+fn on_every_sqlite_connection(
+    once: &'static std::sync::Once,
+    extension: AutoExtension,
+    what: &str,
+) {
+    once.call_once(|| {
         // SAFETY: registers a function with the signature SQLite expects; it stays valid
         // for the life of the process (a plain function).
-        let outcome = unsafe { ffi::sqlite3_auto_extension(Some(enable_qpsg)) };
-        if outcome != ffi::SQLITE_OK {
-            log::warn!("SQLite refused the auto-extension that sets QPSG (code {outcome})");
+        let outcome = unsafe { libsqlite3_sys::sqlite3_auto_extension(Some(extension)) };
+        if outcome != libsqlite3_sys::SQLITE_OK {
+            log::warn!("SQLite refused the auto-extension that {what} (code {outcome})");
         }
     });
 }
