@@ -42,14 +42,16 @@ pub fn sync(
     member_id: &str,
 ) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
     let facts = Facts::read(conn, member_id)?;
-    sync_member(conn, actor, member_id, facts, &mut None)
+    sync_member(conn, actor, member_id, facts, None, &mut None)
 }
 
-/// `sync` for a member as it was just written, without reading it back.
+/// `sync` for a member as it was just written, without reading it back; `held` is what
+/// [`grants`] returned for it in this transaction, when the caller read that already.
 pub fn sync_written(
     conn: &mut DbConn,
     actor: &Actor,
     member: &Member,
+    held: Option<Vec<Grant>>,
 ) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
     let facts = Facts {
         organization_id: member.organization_id.clone(),
@@ -60,7 +62,7 @@ pub fn sync_written(
             .map(|registration| registration.connection_id.clone()),
         email_domain: email_domain(&member.email_address),
     };
-    sync_member(conn, actor, &member.member_id, facts, &mut None)
+    sync_member(conn, actor, &member.member_id, facts, held, &mut None)
 }
 
 /// What a member's grants follow from: its organization, status, connection and email domain,
@@ -92,13 +94,15 @@ impl Facts {
     }
 }
 
-/// `sync`, reading the organization's settings only when `settings` does not hold them yet
-/// (sync_all re-derives many members of one organization).
+/// `sync`, reading the member's grants unless `held` has them, and the organization's
+/// settings only when `settings` does not hold them yet (sync_all re-derives many members of
+/// one organization).
 fn sync_member(
     conn: &mut DbConn,
     actor: &Actor,
     member_id: &str,
     facts: Facts,
+    held: Option<Vec<Grant>>,
     settings: &mut Option<(String, organizations::OrganizationSettings)>,
 ) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
     let Facts {
@@ -107,7 +111,11 @@ fn sync_member(
         connection_id,
         email_domain,
     } = facts;
-    let current: BTreeSet<Grant> = grants(conn, member_id)?.into_iter().collect();
+    let held = match held {
+        Some(held) => held,
+        None => grants(conn, member_id)?,
+    };
+    let current: BTreeSet<Grant> = held.into_iter().collect();
     let active = status == MemberStatus::Active.as_str();
     let mut wanted: BTreeSet<Grant> = if active {
         current
@@ -322,7 +330,7 @@ pub fn sync_all(conn: &mut DbConn, actor: &Actor, member_ids: &[String]) -> Resu
     let mut settings = None;
     for member_id in member_ids {
         let facts = Facts::read(conn, member_id)?;
-        sync_member(conn, actor, member_id, facts, &mut settings)?;
+        sync_member(conn, actor, member_id, facts, None, &mut settings)?;
     }
     Ok(())
 }

@@ -236,7 +236,7 @@ pub fn create(
             let member = user.into_member(tenant);
             members::insert(conn, actor, &member, "member.created")?;
             if !settings.rbac_email_implicit_role_assignments.is_empty() {
-                member_roles::sync_written(conn, actor, &member)?;
+                member_roles::sync_written(conn, actor, &member, None)?;
             }
             Ok(member)
         }
@@ -250,7 +250,7 @@ pub fn create(
                     ..existing.clone()
                 };
                 let adopted = members::update(conn, actor, &existing, adopted, "member.scim_linked")?;
-                member_roles::sync_written(conn, actor, &adopted)?;
+                member_roles::sync_written(conn, actor, &adopted, None)?;
                 Ok(adopted)
             }
             Some(other) if other.connection_id == tenant.connection_id => Err(Error::conflict(
@@ -577,22 +577,26 @@ fn save(
         ..before.clone()
     };
     // Deactivation revokes every role (group, email-domain and direct, as Stytch does), and
-    // its event lists them; reactivation re-derives group and email-domain roles.
-    let revoked =
-        if after.status == MemberStatus::Inactive && before.status != MemberStatus::Inactive {
-            Some((
-                "roles_revoked",
-                serde_json::to_value(member_roles::grants(conn, &before.member_id)?)
-                    .map_err(Error::internal)?,
-            ))
-        } else {
-            None
+    // its event lists them; reactivation re-derives group and email-domain roles. The grants
+    // read for the event are still the member's when its roles are synced: writing the member
+    // leaves them alone.
+    let held =
+        match after.status == MemberStatus::Inactive && before.status != MemberStatus::Inactive {
+            true => Some(member_roles::grants(conn, &before.member_id)?),
+            false => None,
         };
+    let revoked = match &held {
+        Some(held) => Some((
+            "roles_revoked",
+            serde_json::to_value(held).map_err(Error::internal)?,
+        )),
+        None => None,
+    };
     let saved = members::update_with(conn, actor, &before, after, "member.updated", revoked)?;
     let domain_changed =
         members::email_domain(&saved.email_address) != members::email_domain(&before.email_address);
     if saved.status != before.status || domain_changed {
-        member_roles::sync_written(conn, actor, &saved)?;
+        member_roles::sync_written(conn, actor, &saved, held)?;
     }
     Ok(saved)
 }
