@@ -58,8 +58,13 @@ impl Pool {
     }
 
     /// [`Pool::write`] for async callers, which it never blocks: on SQLite the change is
-    /// queued for the writer thread, on PostgreSQL it runs on tokio's blocking pool. Call it
-    /// inside a tokio runtime.
+    /// queued for the writer thread, on PostgreSQL it runs on tokio's blocking pool. It is
+    /// queued when the future is first polled; a future dropped after that loses only the
+    /// outcome, never half of the write.
+    ///
+    /// # Panics
+    ///
+    /// On PostgreSQL, when polled outside a tokio runtime (actix's is one).
     pub async fn write_async<T: Send + 'static>(
         &self,
         change: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,

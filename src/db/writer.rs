@@ -166,7 +166,8 @@ impl Writer {
     }
 
     /// Queues `change` for the writer thread now, and resolves to its outcome: the caller's
-    /// thread is free meanwhile, and is woken once, when the outcome is known.
+    /// thread is free meanwhile, and is woken once, when the outcome is known. Dropping the
+    /// future loses only the outcome: the change still runs, whole or not at all.
     pub(super) fn write_async<T: Send + 'static>(
         &self,
         change: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
@@ -257,8 +258,14 @@ impl Shared {
             }
             if self.finish_checkpoint.swap(false, Ordering::AcqRel) {
                 if let Some(conn) = &mut slot {
-                    if let Err(error) = checkpoint(conn) {
-                        log::warn!("WAL checkpoint failed: {error}");
+                    match checkpoint(conn) {
+                        // Another checkpoint runs (the thread's, or another process's): try
+                        // again after the next group.
+                        Ok(wal) if wal.busy => {
+                            self.finish_checkpoint.store(true, Ordering::Release)
+                        }
+                        Ok(_) => {}
+                        Err(error) => log::warn!("WAL checkpoint failed: {error}"),
                     }
                 }
             }
@@ -396,10 +403,11 @@ fn checkpoint_while_alive(alive: &Weak<Writer>) {
     let mut conn = None;
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
-        let Some(writer) = alive.upgrade() else {
+        // Not the `Writer` itself: holding it through a pass would make this thread the one
+        // that drops it, should the last `Pool` go meanwhile, and that drop would not wait.
+        let Some(writer) = alive.upgrade().map(|writer| Arc::clone(&writer.shared)) else {
             return;
         };
-        let writer = Arc::clone(&writer.shared);
         if !writer.written.swap(false, Ordering::AcqRel) {
             continue;
         }
@@ -446,6 +454,10 @@ fn checkpoint_while_alive(alive: &Weak<Writer>) {
 /// What a checkpoint left of the WAL.
 #[derive(diesel::QueryableByName)]
 struct Wal {
+    /// Whether the checkpoint could not run, for another one was running (then `frames` is
+    /// -1).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    busy: bool,
     /// The frames in the WAL, checkpointed or not.
     #[diesel(sql_type = diesel::sql_types::Integer, column_name = log)]
     frames: i32,
