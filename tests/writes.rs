@@ -239,7 +239,7 @@ fn async_writes_leave_their_thread_free_and_each_get_their_own_outcome(#[case] d
         .unwrap();
     let write = |change: Change| {
         let pool = pool.clone();
-        tokio::spawn(async move { pool.write_async(change).await })
+        tokio::spawn(async move { pool.write_async(change, |_| {}).await })
     };
     let changes: Vec<(&str, Change)> = (0..40)
         .map(|i| match i % 5 {
@@ -268,6 +268,35 @@ fn async_writes_leave_their_thread_free_and_each_get_their_own_outcome(#[case] d
     });
     assert_eq!(db::read(&mut pool.get().unwrap(), counter).unwrap(), 33);
     assert_eq!(pool.write(bump).unwrap(), 34, "sync and async writes mix");
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+fn a_write_whose_caller_went_away_still_commits_and_says_so(#[case] db: Db) {
+    // A request cancelled while its write runs (its client hung up) drops the future: the
+    // write still commits whole, and what was to run on commit (waking readers of the event
+    // feed) still runs.
+    let (_database, pool) = with_counter(db);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let (told, heard) = std::sync::mpsc::channel();
+    runtime.block_on(async {
+        let write = pool.write_async(
+            |tx| {
+                let n = bump(tx)?;
+                std::thread::sleep(Duration::from_millis(200));
+                Ok(n)
+            },
+            move |&n| told.send(n).unwrap(),
+        );
+        let waited = tokio::time::timeout(Duration::from_millis(50), write).await;
+        assert!(waited.is_err(), "the caller gave up before the write ended");
+    });
+    assert_eq!(heard.recv_timeout(Duration::from_secs(10)), Ok(1));
+    assert_eq!(db::read(&mut pool.get().unwrap(), counter).unwrap(), 1);
 }
 
 /// How many of this process's open files are the SQLite database at `path` or its WAL files.

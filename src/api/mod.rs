@@ -39,13 +39,22 @@ pub async fn with_db<T: Send + 'static>(
 }
 
 /// Runs `change` as one write (`db::Pool::write_async`). On SQLite it runs on the writer's
-/// thread, so whether it recorded an event travels with its result.
+/// thread, so whether it recorded an event travels with its result. Readers waiting for
+/// events are told once it has committed, also when the request was cancelled meanwhile.
 pub async fn with_write<T: Send + 'static>(
     state: &AppState,
     change: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
-    let written = state.pool.write_async(move |tx| recording(|| change(tx)));
-    rung_when_recorded(state, written.await?)
+    let bell = state.events.clone();
+    let written = state.pool.write_async(
+        move |tx| recording(|| change(tx)),
+        move |&(_, recorded)| {
+            if recorded {
+                bell.ring();
+            }
+        },
+    );
+    Ok(written.await?.0)
 }
 
 /// `work`'s value, and whether it recorded an event on this thread.

@@ -60,7 +60,8 @@ impl Pool {
     /// [`Pool::write`] for async callers, which it never blocks: on SQLite the change is
     /// queued for the writer thread, on PostgreSQL it runs on tokio's blocking pool. It is
     /// queued when the future is first polled; a future dropped after that loses only the
-    /// outcome, never half of the write.
+    /// outcome, never half of the write. `committed` runs with the change's value once the
+    /// write has committed, whether or not anyone still awaits it.
     ///
     /// # Panics
     ///
@@ -68,14 +69,21 @@ impl Pool {
     pub async fn write_async<T: Send + 'static>(
         &self,
         change: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
+        committed: impl FnOnce(&T) + Send + 'static,
     ) -> Result<T, Error> {
         match &self.writer {
-            Some(writer) => writer.write_async(change).await,
+            Some(writer) => writer.write_async(change, committed).await,
             None => {
                 let pool = self.clone();
-                tokio::task::spawn_blocking(move || pool.write(change))
-                    .await
-                    .unwrap_or_else(|_| Err(Error::internal("a write was cancelled")))
+                tokio::task::spawn_blocking(move || {
+                    let written = pool.write(change);
+                    if let Ok(value) = &written {
+                        committed(value);
+                    }
+                    written
+                })
+                .await
+                .unwrap_or_else(|_| Err(Error::internal("a write was cancelled")))
             }
         }
     }

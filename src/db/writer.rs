@@ -171,9 +171,13 @@ impl Writer {
     pub(super) fn write_async<T: Send + 'static>(
         &self,
         change: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
+        committed: impl FnOnce(&T) + Send + 'static,
     ) -> impl Future<Output = Result<T, Error>> + 'static {
         let (answer, outcome) = tokio::sync::oneshot::channel();
         self.submit(change, move |result| {
+            if let Ok(value) = &result {
+                committed(value);
+            }
             // A caller that went away (its request was cancelled) needs no answer; the write
             // itself is done or undone whole all the same.
             let _ = answer.send(result);
