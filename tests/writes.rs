@@ -225,6 +225,14 @@ fn a_change_whose_savepoint_cannot_be_rolled_back_takes_its_group_with_it() {
     assert_eq!(pool.write(bump).unwrap(), 2, "the writer goes on");
 }
 
+/// A tokio runtime on the calling thread, as each actix worker has.
+fn one_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
 #[rstest]
 #[case::sqlite(Db::Sqlite)]
 #[case::postgres(Db::Postgres)]
@@ -233,10 +241,7 @@ fn async_writes_leave_their_thread_free_and_each_get_their_own_outcome(#[case] d
     // write holds the writer, a timer on that thread still fires, and 40 more writes queue
     // (on SQLite, to be committed together): one in five fails, each with its own outcome.
     let (_database, pool) = with_counter(db);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = one_thread_runtime();
     let write = |change: Change| {
         let pool = pool.clone();
         tokio::spawn(async move { pool.write_async(change, |_| {}).await })
@@ -278,10 +283,7 @@ fn a_write_whose_caller_went_away_still_commits_and_says_so(#[case] db: Db) {
     // write still commits whole, and what was to run on commit (waking readers of the event
     // feed) still runs.
     let (_database, pool) = with_counter(db);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = one_thread_runtime();
     let (told, heard) = std::sync::mpsc::channel();
     runtime.block_on(async {
         let write = pool.write_async(

@@ -34,8 +34,9 @@ pub async fn with_db<T: Send + 'static>(
     work: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
     let pool = state.pool.clone();
-    let done = web::block(move || recording(|| work(&mut *pool.get()?)));
-    rung_when_recorded(state, done.await??)
+    let (value, recorded) = web::block(move || recording(|| work(&mut *pool.get()?))).await??;
+    ring_if_recorded(&state.events, recorded);
+    Ok(value)
 }
 
 /// Runs `change` as one write (`db::Pool::write_async`). On SQLite it runs on the writer's
@@ -48,11 +49,7 @@ pub async fn with_write<T: Send + 'static>(
     let bell = state.events.clone();
     let written = state.pool.write_async(
         move |tx| recording(|| change(tx)),
-        move |&(_, recorded)| {
-            if recorded {
-                bell.ring();
-            }
-        },
+        move |&(_, recorded)| ring_if_recorded(&bell, recorded),
     );
     Ok(written.await?.0)
 }
@@ -64,13 +61,11 @@ fn recording<T>(work: impl FnOnce() -> Result<T, Error>) -> Result<(T, bool), Er
     Ok((value, crate::domain::events::take_recorded()))
 }
 
-/// The work's value, once readers waiting for events have been told to look again if it
-/// recorded one (its transaction has committed).
-fn rung_when_recorded<T>(state: &AppState, (value, recorded): (T, bool)) -> Result<T, Error> {
+/// Tells readers waiting for events to look again, when the work just committed recorded one.
+fn ring_if_recorded(bell: &events::EventBell, recorded: bool) {
     if recorded {
-        state.events.ring();
+        bell.ring();
     }
-    Ok(value)
 }
 
 /// The base URL links are built from: `--public-url`, else the request's scheme and Host.

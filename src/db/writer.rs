@@ -14,11 +14,10 @@
 //! So one thread owns that connection, and the changes that wait while a transaction runs are
 //! committed together: when one commits, the thread takes every waiting change (up to
 //! [`GROUP`]), runs each behind its own savepoint in one transaction, commits, and hands each
-//! its outcome. A change
-//! that fails is rolled back to its savepoint and fails alone; if the commit fails, every
-//! change of the group fails and none took effect. A change alone in its group runs in the
-//! transaction itself, which is rolled back if it fails. Each caller still sees one atomic write
-//! that is durable when it returns.
+//! its outcome. A change that fails is rolled back to its savepoint and fails alone; if the
+//! commit fails, every change of the group fails and none took effect. A change alone in its
+//! group runs in the transaction itself, which is rolled back if it fails. Each caller still
+//! sees one atomic write that is durable when it returns.
 //!
 //! Callers queue their change on a channel and are answered on another, a request handler
 //! without leaving its async worker. Before, each change went to the blocking pool, and the
