@@ -203,7 +203,7 @@ fn a_batch_ends_as_the_same_users_created_one_by_one(#[case] db: Db, #[case] rol
                 Ok(documents
                     .iter()
                     .map(|document| {
-                        tx.transaction(|savepoint| {
+                        db::savepoint(tx, |savepoint| {
                             scim_users::create(savepoint, &tenant, &actor, document)
                         })
                     })
@@ -301,7 +301,7 @@ fn a_batch_with_a_taken_key_writes_none_of_it(#[case] db: Db) {
     let batch = [member("new@acme.test"), member("taken@acme.test")];
     let taken = db::write(&mut conn, |tx| {
         Ok::<_, Error>(
-            tx.transaction(|savepoint| {
+            db::savepoint(tx, |savepoint| {
                 members::insert_many(savepoint, &Actor::cli(), &batch, "member.created")
             })
             .expect_err("taken@ is the connection's already"),

@@ -16,6 +16,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+use crate::domain::events::Outbox;
 use crate::error::Error;
 use writer::Writer;
 
@@ -409,7 +410,38 @@ where
             None
         }
     };
-    run_to_end(conn, change)
+    run_to_end(conn, |tx| with_outbox(tx, change))
+}
+
+/// Runs `change`, then writes the events it recorded, as its last statement
+/// (`events::Outbox`); discards them when it fails or panics.
+fn with_outbox<T, E>(
+    conn: &mut DbConn,
+    change: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    let outbox = Outbox::open();
+    let value = change(conn)?;
+    outbox.write(conn)?;
+    Ok(value)
+}
+
+/// Runs `change` behind a savepoint of the open write: released when it returns `Ok`, rolled
+/// back to when it returns `Err`, and the events it recorded with it. Domain code that may
+/// undo part of its work calls this, never diesel's `transaction`.
+pub fn savepoint<T>(
+    conn: &mut DbConn,
+    change: impl FnOnce(&mut DbConn) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let outbox = Outbox::open();
+    #[allow(clippy::disallowed_methods)] // this is the savepoint that keeps the outbox right
+    let outcome = conn.transaction(change);
+    if outcome.is_ok() {
+        outbox.keep();
+    }
+    outcome
 }
 
 /// Runs `change` in the transaction (or savepoint) just begun, and ends it as [`finish`]

@@ -42,7 +42,7 @@ use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionMa
 use diesel::r2d2::{ManageConnection, R2D2Connection};
 use diesel::Connection;
 
-use super::{panic_as_error, write, DbConn, Manager};
+use super::{panic_as_error, with_outbox, write, DbConn, Manager};
 use crate::error::Error;
 
 /// How often the checkpoint thread copies committed pages back into the database file.
@@ -190,6 +190,7 @@ impl Writer {
         change: impl FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
         answer: impl FnOnce(Result<T, Error>) + Send + 'static,
     ) {
+        let change = move |conn: &mut DbConn| with_outbox(conn, change);
         let job: Job = Box::new(move |conn, alone| {
             // Why it could not run is logged where that happened (`commit`).
             let (result, left) = match conn {

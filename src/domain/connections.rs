@@ -174,7 +174,7 @@ pub fn create(
         .execute(conn)?;
     let token = insert_token(conn, &organization.organization_id, &connection_id, CURRENT)?;
     let connection = find(conn, &organization.organization_id, &connection_id)?;
-    record(conn, actor, &connection, "scim_connection.created", None)?;
+    record(actor, &connection, "scim_connection.created", None)?;
     Ok(Issued { connection, token })
 }
 
@@ -258,13 +258,7 @@ pub fn update(
             scim_connections::updated_at.eq(after.updated_at),
         ))
         .execute(conn)?;
-    record(
-        conn,
-        actor,
-        &after,
-        "scim_connection.updated",
-        Some(previous),
-    )?;
+    record(actor, &after, "scim_connection.updated", Some(previous))?;
     Ok(after)
 }
 
@@ -284,7 +278,6 @@ pub fn delete(
     .execute(conn)?;
     diesel::delete(scim_connections::table.find(connection_id)).execute(conn)?;
     events::record(
-        conn,
         organization_id,
         actor,
         Event {
@@ -315,7 +308,6 @@ pub fn start_rotation(
     let token = insert_token(conn, organization_id, connection_id, NEXT)?;
     let connection = find(conn, organization_id, connection_id)?;
     record(
-        conn,
         actor,
         &connection,
         "scim_connection.token_rotation_started",
@@ -338,7 +330,6 @@ pub fn complete_rotation(
         .execute(conn)?;
     let connection = find(conn, organization_id, connection_id)?;
     record(
-        conn,
         actor,
         &connection,
         "scim_connection.token_rotation_completed",
@@ -358,7 +349,6 @@ pub fn cancel_rotation(
     diesel::delete(tokens_of(connection_id, NEXT)).execute(conn)?;
     let connection = find(conn, organization_id, connection_id)?;
     record(
-        conn,
         actor,
         &connection,
         "scim_connection.token_rotation_cancelled",
@@ -530,14 +520,12 @@ fn to_value(connection: &Connection) -> Value {
 }
 
 fn record(
-    conn: &mut DbConn,
     actor: &Actor,
     connection: &Connection,
     event_type: &'static str,
     previous: Option<Value>,
 ) -> Result<(), Error> {
     events::record(
-        conn,
         &connection.organization_id,
         actor,
         Event {

@@ -1,15 +1,23 @@
-//! The outbox. Every change records its event through `record`, inside the change's own
+//! The outbox. Every change records its events through `record`, inside the change's own
 //! transaction, so the log never disagrees with the data: an event exists if and only if its
 //! change committed.
+//!
+//! Recorded events wait in an [`Outbox`] until the change is done, and are written as its last
+//! statement, just before its commit. Numbering an event locks its organization's row until
+//! that commit (PostgreSQL), so writes of one organization queue on that lock: every
+//! statement between the numbering and the commit was time all the others waited. Under
+//! `patch` on PostgreSQL that lock was most of a request's wait (BENCHMARKS.md, "The
+//! organization's lock, taken last").
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::NaiveDateTime;
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -28,6 +36,18 @@ pub struct Event<'a> {
     pub previous: Option<Value>,
 }
 
+/// An event recorded and not yet written.
+struct Recorded {
+    organization_id: String,
+    event_type: &'static str,
+    source: &'static str,
+    actor: String,
+    subject_id: String,
+    data: String,
+    previous: Option<String>,
+    occurred_at: NaiveDateTime,
+}
+
 #[derive(Insertable)]
 #[diesel(table_name = events)]
 struct NewEventRow<'a> {
@@ -38,13 +58,19 @@ struct NewEventRow<'a> {
     source: &'a str,
     actor: &'a str,
     subject_id: &'a str,
-    data: String,
-    previous: Option<String>,
-    occurred_at: chrono::NaiveDateTime,
+    data: &'a str,
+    previous: Option<&'a str>,
+    occurred_at: NaiveDateTime,
     log_position: i64,
 }
 
 thread_local! {
+    /// The events this thread's running change recorded, in order, until its outbox writes
+    /// them.
+    static RECORDED_EVENTS: RefCell<Vec<Recorded>> = const { RefCell::new(Vec::new()) };
+    /// How many outboxes are open on this thread: an event recorded with none open would wait
+    /// for some later, unrelated change.
+    static OPEN_OUTBOXES: Cell<usize> = const { Cell::new(0) };
     /// Whether this thread recorded an event since `take_recorded` last asked: the API wakes
     /// long-polling readers after a write that recorded one commits.
     static RECORDED: Cell<bool> = const { Cell::new(false) };
@@ -55,78 +81,106 @@ pub fn take_recorded() -> bool {
     RECORDED.with(|recorded| recorded.replace(false))
 }
 
-/// Takes the organization's next `count` sequence numbers and their events' positions in the
-/// feed, in one step under the organization's row lock. SQLite (one writer, holding the write
-/// lock) numbers positions one after another. PostgreSQL uses the writing transaction's id,
-/// raised to the position of the organization's previous event, so that positions never go
-/// down along an organization's sequence (see `read` for why ids make a safe order); every
-/// event of one transaction has that one position.
-fn next_numbers(
-    conn: &mut DbConn,
-    organization_id: &str,
-    count: i64,
-) -> Result<Vec<(i64, i64)>, Error> {
-    match conn {
-        DbConn::Postgres(pg) => {
-            let (last, position): (i64, i64) = Prepared(
-                diesel::update(organizations::table.find(organization_id))
-                    .set((
-                        organizations::event_sequence.eq(organizations::event_sequence + count),
-                        organizations::event_log_position.eq(sql::<BigInt>(
-                            "GREATEST(event_log_position, pg_current_xact_id()::text::bigint)",
-                        )),
-                    ))
-                    .returning((
-                        organizations::event_sequence,
-                        organizations::event_log_position,
-                    )),
-            )
-            .get_result(pg)?;
-            Ok((last - count + 1..=last).map(|n| (n, position)).collect())
+/// The events a change records, from when it opens to when it is written: `db::write` opens
+/// one around each change and writes it after the change returns, as the change's last
+/// statement. Dropped unwritten (the change failed, or panicked), it discards them. Opened
+/// around a savepoint and [`kept`](Outbox::keep) when that is released, it leaves them to the
+/// enclosing change's outbox.
+pub struct Outbox {
+    /// How many events were waiting when it opened: they are not its own.
+    mark: usize,
+    /// The events live on this thread.
+    _thread: PhantomData<*const ()>,
+}
+
+impl Outbox {
+    pub fn open() -> Outbox {
+        OPEN_OUTBOXES.with(|open| open.set(open.get() + 1));
+        Outbox {
+            mark: RECORDED_EVENTS.with(|recorded| recorded.borrow().len()),
+            _thread: PhantomData,
         }
-        DbConn::Sqlite(sqlite) => {
-            let last: i64 = Prepared(
-                diesel::update(organizations::table.find(organization_id))
-                    .set(organizations::event_sequence.eq(organizations::event_sequence + count))
-                    .returning(organizations::event_sequence),
-            )
-            .get_result(sqlite)?;
-            let last_position: i64 = Prepared(
-                diesel::update(event_log::table.find(1))
-                    .set(event_log::last_position.eq(event_log::last_position + count))
-                    .returning(event_log::last_position),
-            )
-            .get_result(sqlite)?;
-            Ok((0..count)
-                .map(|k| (last - count + 1 + k, last_position - count + 1 + k))
-                .collect())
-        }
+    }
+
+    /// Writes the events recorded since it opened, in the order they were recorded.
+    pub fn write(self, conn: &mut DbConn) -> diesel::QueryResult<()> {
+        let events = RECORDED_EVENTS.with(|recorded| {
+            let mut recorded = recorded.borrow_mut();
+            let mark = self.mark.min(recorded.len());
+            recorded.split_off(mark)
+        });
+        drop(self);
+        write_recorded(conn, events).map(drop)
+    }
+
+    /// Leaves its events to the outbox around it.
+    pub fn keep(mut self) {
+        self.mark = usize::MAX;
     }
 }
 
-/// Records `event` for `organization_id` and returns its place in the feed.
-///
-/// The number comes from the organization's row, incremented in this transaction: the update
-/// holds that row's lock until commit (PostgreSQL) or the database's write lock (SQLite), so
-/// sequence numbers of one organization are gap-free and in commit order.
-pub fn record(
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        OPEN_OUTBOXES.with(|open| open.set(open.get() - 1));
+        RECORDED_EVENTS.with(|recorded| {
+            let mut recorded = recorded.borrow_mut();
+            if self.mark < recorded.len() {
+                recorded.truncate(self.mark);
+            }
+        });
+    }
+}
+
+/// Records `event` for `organization_id`: it is written with the change, as its last
+/// statement, and takes the organization's next sequence number then. Fails outside a write.
+pub fn record(organization_id: &str, actor: &Actor, event: Event<'_>) -> Result<(), Error> {
+    if OPEN_OUTBOXES.with(Cell::get) == 0 {
+        return Err(Error::internal("an event was recorded outside a write"));
+    }
+    let recorded = Recorded {
+        organization_id: organization_id.to_string(),
+        event_type: event.event_type,
+        source: actor.source.as_str(),
+        actor: actor.id.clone(),
+        subject_id: event.subject_id.to_string(),
+        data: event.data.to_string(),
+        previous: event.previous.map(|previous| previous.to_string()),
+        occurred_at: now(),
+    };
+    RECORDED_EVENTS.with(|events| events.borrow_mut().push(recorded));
+    RECORDED.with(|recorded| recorded.set(true));
+    Ok(())
+}
+
+/// Records `events` for `organization_id`, in this order, as `record` would one after
+/// another.
+pub fn record_many(
+    organization_id: &str,
+    actor: &Actor,
+    events: Vec<Event<'_>>,
+) -> Result<(), Error> {
+    events
+        .into_iter()
+        .try_for_each(|event| record(organization_id, actor, event))
+}
+
+/// Records `event` and writes it at once, with every event still waiting on this thread
+/// before it, and returns its place in the feed: for a change that needs that place
+/// (`webhook.created`), or that deletes the organization's row the numbering needs. The
+/// organization's row stays locked from here to the commit.
+pub fn record_now(
     conn: &mut DbConn,
     organization_id: &str,
     actor: &Actor,
     event: Event<'_>,
 ) -> Result<FeedCursor, Error> {
-    let row = numbered(conn, organization_id, actor, vec![event])?
-        .pop()
-        .expect("one event, one row");
-    let (sequence, log_position) = (row.sequence, row.log_position);
-    // Kept prepared (its text varies only with `previous` being set or not), and so run as a
-    // query that returns a row: see `Prepared`.
-    crate::on_backend!(conn, |inner| Prepared(
-        diesel::insert_into(events::table)
-            .values(&row)
-            .returning(events::sequence)
-    )
-    .get_result::<i64>(inner))?;
+    record(organization_id, actor, event)?;
+    let events = RECORDED_EVENTS.with(|recorded| std::mem::take(&mut *recorded.borrow_mut()));
+    let written = write_recorded(conn, events)?;
+    let (_, (log_position, sequence)) = written
+        .into_iter()
+        .find(|(organization, _)| organization == organization_id)
+        .expect("the event just recorded was written");
     Ok(FeedCursor {
         log_position,
         organization_id: organization_id.to_string(),
@@ -134,54 +188,149 @@ pub fn record(
     })
 }
 
-/// Records `events` for `organization_id`, in this order, as `record` would one after
-/// another: one numbering step and a multi-row `INSERT` for them all (an import).
-pub fn record_many(
+/// Writes `events`: each organization's take its next sequence numbers, in the order they
+/// were recorded. Returns each organization's last (position, sequence).
+fn write_recorded(
     conn: &mut DbConn,
-    organization_id: &str,
-    actor: &Actor,
-    events: Vec<Event<'_>>,
-) -> Result<(), Error> {
+    mut events: Vec<Recorded>,
+) -> diesel::QueryResult<Vec<(String, (i64, i64))>> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let rows = numbered(conn, organization_id, actor, events)?;
-    // In chunks: a statement takes at most 65,535 parameters on PostgreSQL.
-    for chunk in rows.chunks(1_000) {
-        crate::on_backend!(conn, |inner| diesel::insert_into(events::table)
-            .values(chunk)
-            .execute(inner))?;
+    // Organizations are locked in one order (by id) whatever the order of their events, so
+    // two changes that both record for two organizations never wait for each other.
+    events.sort_by(|a, b| a.organization_id.cmp(&b.organization_id));
+    let mut written = Vec::new();
+    for of_one in events.chunk_by(|a, b| a.organization_id == b.organization_id) {
+        let organization_id = &of_one[0].organization_id;
+        let last = match conn {
+            DbConn::Postgres(pg) => write_numbered_postgres(pg, organization_id, of_one)?,
+            DbConn::Sqlite(sqlite) => write_numbered_sqlite(sqlite, organization_id, of_one)?,
+        };
+        written.push((organization_id.clone(), last));
     }
-    Ok(())
+    Ok(written)
 }
 
-/// `events` as rows to insert, numbered.
-fn numbered<'a>(
-    conn: &mut DbConn,
-    organization_id: &'a str,
-    actor: &'a Actor,
-    events: Vec<Event<'a>>,
-) -> Result<Vec<NewEventRow<'a>>, Error> {
-    let numbers = next_numbers(conn, organization_id, events.len() as i64)?;
-    let occurred_at = now();
-    RECORDED.with(|recorded| recorded.set(true));
-    Ok(numbers
+/// One statement numbers the organization's events and inserts them: the organization's row
+/// is locked from it to the commit, a round trip instead of two. A position is the writing
+/// transaction's id, raised to the position of the organization's previous event, so that
+/// positions never go down along an organization's sequence (see `read` for why ids make a
+/// safe order); every event of one transaction has that one position.
+fn write_numbered_postgres(
+    pg: &mut diesel::pg::PgConnection,
+    organization_id: &str,
+    events: &[Recorded],
+) -> diesel::QueryResult<(i64, i64)> {
+    #[derive(QueryableByName)]
+    struct Numbered {
+        #[diesel(sql_type = BigInt)]
+        log_position: i64,
+        #[diesel(sql_type = BigInt)]
+        sequence: i64,
+    }
+    let column = |of: fn(&Recorded) -> String| events.iter().map(of).collect::<Vec<_>>();
+    let numbered: Vec<Numbered> = Prepared(
+        diesel::sql_query(
+            "WITH numbered AS ( \
+                 UPDATE organizations \
+                 SET event_sequence = event_sequence + $2, \
+                     event_log_position = \
+                         GREATEST(event_log_position, pg_current_xact_id()::text::bigint) \
+                 WHERE organization_id = $1 \
+                 RETURNING event_sequence - $2 AS before, event_log_position) \
+             INSERT INTO events (event_id, organization_id, sequence, event_type, source, \
+                 actor, subject_id, data, previous, occurred_at, log_position) \
+             SELECT e.event_id, $1, numbered.before + e.n, e.event_type, e.source, e.actor, \
+                 e.subject_id, e.data, e.previous, e.occurred_at, numbered.event_log_position \
+             FROM numbered, unnest($3, $4, $5, $6, $7, $8, $9, $10) WITH ORDINALITY \
+                 AS e(event_id, event_type, source, actor, subject_id, data, previous, \
+                      occurred_at, n) \
+             RETURNING log_position, sequence",
+        )
+        .bind::<Text, _>(organization_id)
+        .bind::<BigInt, _>(events.len() as i64)
+        .bind::<Array<Text>, _>(column(|_| new_id("event")))
+        .bind::<Array<Text>, _>(column(|e| e.event_type.to_string()))
+        .bind::<Array<Text>, _>(column(|e| e.source.to_string()))
+        .bind::<Array<Text>, _>(column(|e| e.actor.clone()))
+        .bind::<Array<Text>, _>(column(|e| e.subject_id.clone()))
+        .bind::<Array<Text>, _>(column(|e| e.data.clone()))
+        .bind::<Array<Nullable<Text>>, _>(
+            events
+                .iter()
+                .map(|e| e.previous.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Timestamp>, _>(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>()),
+    )
+    .load(pg)?;
+    // No row: the organization is gone (its deletion records with `record_now` first).
+    numbered
         .into_iter()
-        .zip(events)
-        .map(|((sequence, log_position), event)| NewEventRow {
+        .map(|row| (row.log_position, row.sequence))
+        .max_by_key(|&(_, sequence)| sequence)
+        .ok_or(diesel::result::Error::NotFound)
+}
+
+/// SQLite has one writer, holding the write lock: numbers are taken one after another from
+/// the organization's counter and the feed's, then the events inserted.
+fn write_numbered_sqlite(
+    sqlite: &mut diesel::sqlite::SqliteConnection,
+    organization_id: &str,
+    events: &[Recorded],
+) -> diesel::QueryResult<(i64, i64)> {
+    let count = events.len() as i64;
+    let last: i64 = Prepared(
+        diesel::update(organizations::table.find(organization_id))
+            .set(organizations::event_sequence.eq(organizations::event_sequence + count))
+            .returning(organizations::event_sequence),
+    )
+    .get_result(sqlite)?;
+    let last_position: i64 = Prepared(
+        diesel::update(event_log::table.find(1))
+            .set(event_log::last_position.eq(event_log::last_position + count))
+            .returning(event_log::last_position),
+    )
+    .get_result(sqlite)?;
+    let rows: Vec<NewEventRow<'_>> = events
+        .iter()
+        .zip(0..)
+        .map(|(event, k)| NewEventRow {
             event_id: new_id("event"),
             organization_id,
-            sequence,
+            sequence: last - count + 1 + k,
             event_type: event.event_type,
-            source: actor.source.as_str(),
-            actor: &actor.id,
-            subject_id: event.subject_id,
-            data: event.data.to_string(),
-            previous: event.previous.map(|previous| previous.to_string()),
-            occurred_at,
-            log_position,
+            source: event.source,
+            actor: &event.actor,
+            subject_id: &event.subject_id,
+            data: &event.data,
+            previous: event.previous.as_deref(),
+            occurred_at: event.occurred_at,
+            log_position: last_position - count + 1 + k,
         })
-        .collect())
+        .collect();
+    match rows.as_slice() {
+        // Kept prepared (its text varies only with `previous` being set or not), and so run
+        // as a query that returns a row: see `Prepared`.
+        [row] => {
+            Prepared(
+                diesel::insert_into(events::table)
+                    .values(row)
+                    .returning(events::sequence),
+            )
+            .get_result::<i64>(sqlite)?;
+        }
+        // In chunks: SQLite takes at most 32,766 parameters a statement.
+        rows => {
+            for chunk in rows.chunks(1_000) {
+                diesel::insert_into(events::table)
+                    .values(chunk)
+                    .execute(sqlite)?;
+            }
+        }
+    }
+    Ok((last_position, last))
 }
 
 /// A place in the feed: after the event at (`log_position`, organization, `sequence`).

@@ -222,7 +222,6 @@ fn apply(
     }
     if !removed.is_empty() || !added.is_empty() {
         events::record(
-            conn,
             organization_id,
             actor,
             Event {
@@ -239,7 +238,6 @@ fn apply(
 /// Records that deleting `role_id` took these grants from their members (the rows went with
 /// the role, by cascade).
 pub fn record_role_deleted(
-    conn: &mut DbConn,
     actor: &Actor,
     organization_id: &str,
     lost: Vec<(String, Grant)>,
@@ -251,7 +249,6 @@ pub fn record_role_deleted(
     }
     for (member_id, removed) in by_member {
         events::record(
-            conn,
             organization_id,
             actor,
             Event {

@@ -412,7 +412,7 @@ pub fn insert(
         .map_err(|error| uniqueness(error, member))?;
     index_emails(conn, None, member)?;
     count_users(conn, None, Some(member))?;
-    record(conn, actor, event_type, member, None, None)
+    record(actor, event_type, member, None, None)
 }
 
 /// Inserts new members of one organization and records `event_type` for each, in this
@@ -477,7 +477,7 @@ pub fn insert_many(
             previous: None,
         })
         .collect();
-    events::record_many(conn, organization_id, actor, events)
+    events::record_many(organization_id, actor, events)
 }
 
 /// The connection whose user count includes the member: its IdP's, unless it is deleted.
@@ -570,24 +570,22 @@ pub fn update_with(
         _ => event_type,
     };
     let previous = (event_type != "member.deleted").then_some(previous);
-    record(conn, actor, event_type, &after, previous, details)?;
+    record(actor, event_type, &after, previous, details)?;
     Ok(after)
 }
 
 /// Records an event about the member outside an insert or update (`member.invited`), with
 /// `details` added to its data.
 pub fn record_event(
-    conn: &mut DbConn,
     actor: &Actor,
     event_type: &'static str,
     member: &Member,
     details: Option<(&'static str, Value)>,
 ) -> Result<(), Error> {
-    record(conn, actor, event_type, member, None, details)
+    record(actor, event_type, member, None, details)
 }
 
 fn record(
-    conn: &mut DbConn,
     actor: &Actor,
     event_type: &'static str,
     member: &Member,
@@ -603,7 +601,6 @@ fn record(
         object.insert(key.to_string(), value);
     }
     events::record(
-        conn,
         &member.organization_id,
         actor,
         Event {

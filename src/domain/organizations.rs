@@ -298,7 +298,6 @@ pub fn create(
     super::roles::create_built_ins(conn, &organization.organization_id)?;
     check_email_roles_exist(conn, &organization)?;
     events::record(
-        conn,
         &organization.organization_id,
         actor,
         Event {
@@ -399,7 +398,6 @@ pub fn update(
         check_email_roles_exist(conn, &after)?;
     }
     events::record(
-        conn,
         &after.organization_id,
         actor,
         Event {
@@ -475,9 +473,9 @@ pub fn forget_role(
 /// tokens stop working when this commits. `organization.deleted` stays in the log.
 pub fn delete(conn: &mut DbConn, actor: &Actor, organization_id: &str) -> Result<(), Error> {
     let organization = find(conn, organization_id)?;
-    // Members first, then the connections, then the organization's row (events::record
-    // locks it): the order every SCIM write takes its locks in (members::count_users), so
-    // the two never deadlock on PostgreSQL.
+    // Members first, then the connections, then the organization's row (its event locks
+    // it, and is written now, while the row is there): the order every SCIM write takes its
+    // locks in (members::count_users), so the two never deadlock on PostgreSQL.
     diesel::delete(
         members::table.filter(members::organization_id.eq(&organization.organization_id)),
     )
@@ -487,7 +485,7 @@ pub fn delete(conn: &mut DbConn, actor: &Actor, organization_id: &str) -> Result
             .filter(scim_connections::organization_id.eq(&organization.organization_id)),
     )
     .execute(conn)?;
-    events::record(
+    events::record_now(
         conn,
         &organization.organization_id,
         actor,

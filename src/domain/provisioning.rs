@@ -408,7 +408,6 @@ pub fn invite(
         },
     };
     members::record_event(
-        conn,
         actor,
         "member.invited",
         &invited,

@@ -190,7 +190,7 @@ pub fn create(
             ),
             other => other.into(),
         })?;
-    record(conn, actor, &role, "role.created", to_value(&role), None)?;
+    record(actor, &role, "role.created", to_value(&role), None)?;
     Ok(role)
 }
 
@@ -228,7 +228,6 @@ pub fn update(
         .set(RoleRow::from_role(&after))
         .execute(conn)?;
     record(
-        conn,
         actor,
         &after,
         "role.updated",
@@ -256,10 +255,9 @@ pub fn delete(
     // and each member's loss is recorded.
     let lost = super::member_roles::grants_of_role(conn, organization_id, role_id)?;
     diesel::delete(roles::table.find((organization_id, role_id))).execute(conn)?;
-    super::member_roles::record_role_deleted(conn, actor, organization_id, lost)?;
+    super::member_roles::record_role_deleted(actor, organization_id, lost)?;
     super::organizations::forget_role(conn, actor, organization_id, role_id)?;
     record(
-        conn,
         actor,
         &role,
         "role.deleted",
@@ -273,7 +271,6 @@ fn to_value(role: &Role) -> Value {
 }
 
 fn record(
-    conn: &mut DbConn,
     actor: &Actor,
     role: &Role,
     event_type: &'static str,
@@ -281,7 +278,6 @@ fn record(
     previous: Option<Value>,
 ) -> Result<(), Error> {
     events::record(
-        conn,
         &role.organization_id,
         actor,
         Event {

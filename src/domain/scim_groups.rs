@@ -221,10 +221,10 @@ pub fn create(
         .values(GroupRow::from_group(&group))
         .execute(conn)
         .map_err(|error| display_name_conflict(error, group.display_name()))?;
-    record(conn, actor, &group, "group.created", group.to_value(), None)?;
+    record(actor, &group, "group.created", group.to_value(), None)?;
     let mut change = MembershipChange::default();
     add_members(conn, tenant, &group.group_id, &member_ids, &mut change)?;
-    record_membership(conn, actor, &group, &change)?;
+    record_membership(actor, &group, &change)?;
     sync_roles(conn, actor, &group.connection_id, &change)?;
     Ok(group)
 }
@@ -657,7 +657,7 @@ fn save(
     };
     let previous = previous_values(&before.to_value(), &after.to_value());
     if previous.is_none() && after.attributes == before.attributes && change.is_empty() {
-        record_membership(conn, actor, &before, &change)?;
+        record_membership(actor, &before, &change)?;
         return Ok(before);
     }
     if after.display_name() != before.display_name() {
@@ -670,16 +670,9 @@ fn save(
         .execute(conn)
         .map_err(|error| display_name_conflict(error, after.display_name()))?;
     if after.attributes != before.attributes {
-        record(
-            conn,
-            actor,
-            &after,
-            "group.updated",
-            after.to_value(),
-            previous,
-        )?;
+        record(actor, &after, "group.updated", after.to_value(), previous)?;
     }
-    record_membership(conn, actor, &after, &change)?;
+    record_membership(actor, &after, &change)?;
     let mapped = member_roles::connection_maps_groups(conn, &after.connection_id)?;
     if mapped && lookup_key(after.display_name()) != lookup_key(before.display_name()) {
         // Assignments by displayName may now reach this group, or no longer.
@@ -729,7 +722,6 @@ pub fn delete(
     diesel::delete(scim_groups::table.find(&group.group_id)).execute(conn)?;
     member_roles::sync_all(conn, actor, &former_members)?;
     record(
-        conn,
         actor,
         &group,
         "group.deleted",
@@ -783,7 +775,6 @@ fn display_name_conflict(error: diesel::result::Error, display_name: &str) -> Er
 }
 
 fn record(
-    conn: &mut DbConn,
     actor: &Actor,
     group: &Group,
     event_type: &'static str,
@@ -791,7 +782,6 @@ fn record(
     previous: Option<Value>,
 ) -> Result<(), Error> {
     events::record(
-        conn,
         &group.organization_id,
         actor,
         Event {
@@ -806,23 +796,18 @@ fn record(
 
 /// `group.members_added` (with the ids skipped as naming no user of this connection) and
 /// `group.members_removed`, when anything was added, skipped or removed.
-fn record_membership(
-    conn: &mut DbConn,
-    actor: &Actor,
-    group: &Group,
-    change: &MembershipChange,
-) -> Result<(), Error> {
+fn record_membership(actor: &Actor, group: &Group, change: &MembershipChange) -> Result<(), Error> {
     if !change.added.is_empty() || !change.skipped.is_empty() {
         let data = json!({
             "group_id": group.group_id,
             "member_ids": change.added,
             "skipped_member_ids": change.skipped,
         });
-        record(conn, actor, group, "group.members_added", data, None)?;
+        record(actor, group, "group.members_added", data, None)?;
     }
     if !change.removed.is_empty() {
         let data = json!({ "group_id": group.group_id, "member_ids": change.removed });
-        record(conn, actor, group, "group.members_removed", data, None)?;
+        record(actor, group, "group.members_removed", data, None)?;
     }
     Ok(())
 }

@@ -364,7 +364,7 @@ pub fn create_many(
     });
     one_by_one.extend(known.into_iter().map(|(index, _)| index));
     let (indexes, members): (Vec<usize>, Vec<Member>) = fresh.into_iter().unzip();
-    let inserted = conn.transaction(|savepoint| {
+    let inserted = crate::db::savepoint(conn, |savepoint| {
         members::insert_many(savepoint, actor, &members, "member.created")
     });
     match inserted {
@@ -383,8 +383,9 @@ pub fn create_many(
     }
     one_by_one.sort_unstable();
     for index in one_by_one {
-        outcomes[index] =
-            Some(conn.transaction(|savepoint| create(savepoint, tenant, actor, &inputs[index])));
+        outcomes[index] = Some(crate::db::savepoint(conn, |savepoint| {
+            create(savepoint, tenant, actor, &inputs[index])
+        }));
     }
     Ok(outcomes
         .into_iter()

@@ -478,7 +478,7 @@ fn record(
     if let (Some(details), Value::Object(object)) = (details, &mut data) {
         object.insert("reason".into(), details);
     }
-    events::record(
+    events::record_now(
         conn,
         organization_id,
         actor,
