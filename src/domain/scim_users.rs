@@ -479,18 +479,28 @@ fn found(id: &str, row: Option<MemberRow>) -> Result<Member, Error> {
 /// `get`, holding the member's row until the write commits, so that a concurrent writer
 /// waits instead of changing it between this read and this write: on PostgreSQL the read
 /// is `FOR UPDATE` (see `members::lock`), in the one statement.
+///
+/// A member found proves the tenant's connection exists, and keeps it until the commit:
+/// the member's `scim_connection_id` references it, and deleting the connection sets that
+/// to NULL (`ON DELETE SET NULL`), which waits for the member's row (on SQLite, for the one
+/// write lock). So only a member not found asks whether the connection is gone (401, not
+/// 404: `connections::ensure_exists`).
 fn get_for_write(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Member, Error> {
-    match conn {
-        DbConn::Postgres(pg) => found(
-            id,
-            live_user(&tenant.connection_id, id)
-                .select(MemberRow::as_select())
-                .for_update()
-                .first(pg)
-                .optional()?,
-        ),
-        DbConn::Sqlite(_) => get(conn, tenant, id),
+    let row = match conn {
+        DbConn::Postgres(pg) => live_user(&tenant.connection_id, id)
+            .select(MemberRow::as_select())
+            .for_update()
+            .first(pg)
+            .optional()?,
+        DbConn::Sqlite(sqlite) => live_user(&tenant.connection_id, id)
+            .select(MemberRow::as_select())
+            .first(sqlite)
+            .optional()?,
+    };
+    if row.is_none() {
+        super::connections::ensure_exists(conn, tenant)?;
     }
+    found(id, row)
 }
 
 /// PUT /Users/{id}: replaces every attribute the IdP may write.
@@ -532,7 +542,7 @@ fn save(
     before: Member,
     fields: UserFields,
 ) -> Result<Member, Error> {
-    super::connections::ensure_exists(conn, tenant)?;
+    // The connection exists: `before` was found by it (`get_for_write`).
     // A userName the user keeps (in any case) is its own: its row holds that key.
     let held = before
         .scim_registration
