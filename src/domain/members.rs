@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::events::{self, previous_values, Event};
 use super::Actor;
 use crate::db::schema::{member_emails, members};
-use crate::db::DbConn;
+use crate::db::{DbConn, Prepared};
 use crate::error::Error;
 use crate::scim::resource::Attributes;
 
@@ -197,9 +197,10 @@ impl MemberRow {
     }
 }
 
-/// The columns of a member's row that a change sets: only those whose value changes. A
-/// database rewrites the entries of every index on a column an UPDATE sets, even to the same
-/// value, and a member row has a dozen indexes (email, userName, externalId, filters, listing).
+/// The columns of a member's row that a change sets. On SQLite only those whose value
+/// changes: it rewrites the entries of every index on a column an UPDATE sets, even to the
+/// same value, and a member row has a dozen indexes (email, userName, externalId, filters,
+/// listing). On PostgreSQL all of them (see `update_with`).
 #[derive(AsChangeset)]
 #[diesel(table_name = members)]
 struct MemberChanges {
@@ -225,11 +226,14 @@ struct MemberChanges {
 }
 
 impl MemberChanges {
-    fn between(before: &MemberRow, after: &MemberRow) -> Self {
+    /// The columns that differ between `before` and `after`; every column without `before`.
+    fn between(before: Option<&MemberRow>, after: &MemberRow) -> Self {
         macro_rules! changed {
             ($($field:ident),*) => {
                 MemberChanges {
-                    $($field: (before.$field != after.$field).then(|| after.$field.clone()),)*
+                    $($field: before
+                        .is_none_or(|before| before.$field != after.$field)
+                        .then(|| after.$field.clone()),)*
                 }
             };
         }
@@ -300,17 +304,47 @@ fn email_rows(member: &Member) -> Vec<MemberEmailRow> {
 }
 
 /// Keeps `member_emails` true across a change from `before` to `after`: rewritten only when
-/// the rows differ.
+/// the rows differ. As many emails as before (an IdP changing an address): each changed row
+/// is updated in place, one statement kept prepared, where deleting and inserting them all
+/// took two, one of them of varying text. Otherwise all are rewritten.
 fn index_emails(conn: &mut DbConn, before: Option<&Member>, after: &Member) -> Result<(), Error> {
     let rows = email_rows(after);
-    if before.is_some_and(|before| email_rows(before) == rows) {
+    let Some(before) = before else {
+        return insert_email_rows(conn, &rows);
+    };
+    let held = email_rows(before);
+    if held == rows {
         return Ok(());
     }
-    if before.is_some() {
-        diesel::delete(member_emails::table.filter(member_emails::member_id.eq(&after.member_id)))
-            .execute(conn)?;
+    if held.len() == rows.len() {
+        for (held, row) in held.iter().zip(&rows) {
+            if held != row && !update_email_row(conn, row)? {
+                // Not there to update (stored before migration 000012 and not yet indexed).
+                insert_email_rows(conn, std::slice::from_ref(row))?;
+            }
+        }
+        return Ok(());
     }
+    diesel::delete(member_emails::table.filter(member_emails::member_id.eq(&after.member_id)))
+        .execute(conn)?;
     insert_email_rows(conn, &rows)
+}
+
+/// Writes `row` over the member's row at its position; false when there is none.
+fn update_email_row(conn: &mut DbConn, row: &MemberEmailRow) -> Result<bool, Error> {
+    let updated = crate::on_backend!(conn, |inner| Prepared(
+        diesel::update(member_emails::table.find((&row.member_id, row.position)))
+            .set((
+                member_emails::connection_id.eq(&row.connection_id),
+                member_emails::value_key.eq(&row.value_key),
+                member_emails::type_key.eq(&row.type_key),
+                member_emails::is_primary.eq(row.is_primary),
+            ))
+            .returning(member_emails::position),
+    )
+    .get_result::<i32>(inner)
+    .optional())?;
+    Ok(updated.is_some())
 }
 
 fn insert_email_rows(conn: &mut DbConn, rows: &[MemberEmailRow]) -> Result<(), Error> {
@@ -545,14 +579,30 @@ pub fn update_with(
     };
     after.version = before.version + 1;
     after.updated_at = super::now();
-    let updated = diesel::update(members::table.find(&before.member_id))
-        .filter(members::version.eq(before.version))
-        .set(MemberChanges::between(
-            &MemberRow::from_member(before),
-            &MemberRow::from_member(&after),
-        ))
-        .execute(conn)
-        .map_err(|error| uniqueness(error, &after))?;
+    let written = MemberRow::from_member(&after);
+    let updated = match conn {
+        // Every column, in one statement kept prepared: PostgreSQL writes a new entry in
+        // every index of the row whatever the SET list, since `updated_at` is indexed and no
+        // update of a member can be HOT; and it would plan a statement of varying text
+        // afresh every time.
+        DbConn::Postgres(pg) => Prepared(
+            diesel::update(members::table.find(&before.member_id))
+                .filter(members::version.eq(before.version))
+                .set(MemberChanges::between(None, &written))
+                .returning(members::version),
+        )
+        .get_result::<i64>(pg)
+        .optional()
+        .map(|row| usize::from(row.is_some())),
+        DbConn::Sqlite(sqlite) => diesel::update(members::table.find(&before.member_id))
+            .filter(members::version.eq(before.version))
+            .set(MemberChanges::between(
+                Some(&MemberRow::from_member(before)),
+                &written,
+            ))
+            .execute(sqlite),
+    }
+    .map_err(|error| uniqueness(error, &after))?;
     if updated == 0 {
         // Another writer got in between our read and this write (PostgreSQL READ COMMITTED).
         return Err(Error::PreconditionFailed(before.version));
