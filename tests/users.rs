@@ -905,3 +905,82 @@ async fn a_user_renamed_to_a_taken_user_name_is_refused_and_to_its_own_in_anothe
     let found = idp.get("/Users?filter=userName%20eq%20%22ada%22").await;
     assert_eq!(found.body["totalResults"], 1, "{}", found.text);
 }
+
+/// The ids of the users `filter` finds, URL-encoded into the query.
+async fn found_by(idp: &common::Client, filter: &str) -> Vec<String> {
+    let query: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+    let response = idp.get(&format!("/Users?filter={query}")).await;
+    assert_eq!(response.status, 200, "{filter}: {}", response.text);
+    response.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn filters_on_emails_follow_every_change_to_a_user_s_emails(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let mut body = user("ada@acme.test");
+    body["emails"] = json!([
+        {"value": "ada@acme.test", "type": "work", "primary": true},
+        {"value": "ada@home.test", "type": "home"}
+    ]);
+    let created = idp.post("/Users", body).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let path = format!("/Users/{id}");
+    let changes = [
+        // As many emails as before: the work address changes in place.
+        json!([{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "lovelace@acme.test"}]),
+        // Its type and primary flag, and the other address, in one request.
+        json!([
+            {"op": "replace", "path": "emails[value eq \"lovelace@acme.test\"].type", "value": "other"},
+            {"op": "replace", "path": "emails[type eq \"home\"].value", "value": "ada@garden.test"}
+        ]),
+        // One more, then one fewer, then none.
+        json!([{"op": "add", "path": "emails", "value": [{"value": "countess@lovelace.test", "type": "work"}]}]),
+        json!([{"op": "remove", "path": "emails[value eq \"ada@garden.test\"]"}]),
+        json!([{"op": "remove", "path": "emails"}]),
+        json!([{"op": "add", "path": "emails", "value": [{"value": "ada@acme.test", "type": "work"}]}]),
+    ];
+    let probes = [
+        "ada@acme.test",
+        "ada@home.test",
+        "lovelace@acme.test",
+        "ada@garden.test",
+        "countess@lovelace.test",
+    ];
+    for change in changes {
+        let patched = idp.patch(&path, patch(change.clone())).await;
+        assert_eq!(patched.status, 200, "{change}: {}", patched.text);
+        let emails = patched.body["emails"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for probe in probes {
+            let held = emails.iter().find(|email| email["value"] == probe);
+            let expected = held.map(|_| vec![id.clone()]).unwrap_or_default();
+            assert_eq!(
+                found_by(&idp, &format!("emails.value eq \"{probe}\"")).await,
+                expected,
+                "after {change}: {probe}"
+            );
+            let Some(held) = held else { continue };
+            let typed = format!(
+                "emails[type eq \"{}\" and value eq \"{probe}\"]",
+                held["type"].as_str().unwrap()
+            );
+            assert_eq!(
+                found_by(&idp, &typed).await,
+                expected,
+                "after {change}: {typed}"
+            );
+        }
+    }
+}
