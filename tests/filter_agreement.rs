@@ -372,6 +372,26 @@ fn database_and_memory_agree_on_every_filter(#[case] database: Db) {
             )
         })
         .collect();
+    // An IdP's lookup is answered by the one statement; a full page is not.
+    for (filter, found) in [
+        (r#"userName eq "U0.0@acme.test""#, 1),
+        (r#"userName eq "nobody@acme.test""#, 0),
+        (r#"externalId eq "12345""#, 7),
+    ] {
+        let filter = Filter::parse(filter).unwrap();
+        let short = scim_users::list_short(&mut conn, tenant, Some(&filter), &EVERYTHING, None)
+            .unwrap()
+            .expect("a short first page");
+        assert_eq!((short.total, short.items.len()), (found, found as usize));
+        let full = Window::Index {
+            start_index: 1,
+            count: found.max(1),
+        };
+        if found > 0 {
+            let listed = scim_users::list_short(&mut conn, tenant, Some(&filter), &full, None);
+            assert!(listed.unwrap().is_none(), "a full page needs the count");
+        }
+    }
     drop(conn);
     let mut runner = TestRunner::new(Config {
         cases: 200,
@@ -383,9 +403,28 @@ fn database_and_memory_agree_on_every_filter(#[case] database: Db) {
             let text = with_ids(&text, &seeded);
             let filter = Filter::parse(&text).expect("generated filters parse");
             let mut conn = pool.get().unwrap();
+            let in_memory = matching(&rendered_users, &filter, &user_rules);
+            // A short first page, when the one statement gives it, is every match.
+            for count in [1, 2, 7, 1000] {
+                let window = Window::Index {
+                    start_index: 1,
+                    count,
+                };
+                let short = scim_users::list_short(&mut conn, tenant, Some(&filter), &window, None)
+                    .unwrap();
+                if let Some(short) = short {
+                    let found: BTreeSet<String> = short
+                        .items
+                        .iter()
+                        .map(|user| user.member_id.clone())
+                        .collect();
+                    prop_assert_eq!(&found, &in_memory, "filter {} short of {}", text, count);
+                    prop_assert_eq!(short.total as usize, in_memory.len());
+                }
+            }
             agrees(
                 &text,
-                &matching(&rendered_users, &filter, &user_rules),
+                &in_memory,
                 |window| {
                     scim_users::list(&mut conn, tenant, "http://x", Some(&filter), window, None)
                         .unwrap()

@@ -499,6 +499,15 @@ async fn user_page(
     let list_base = base.clone();
     let (filter, window, sort) = (query.filter, query.window, query.sort);
     let (listed, mut groups) = with_db(state, move |conn| {
+        // A lookup's answer (none or one user) is one statement, and its users' groups a
+        // second, each true on its own (as in `get_user`); a longer list, its count and its
+        // groups are read in one snapshot.
+        let short =
+            scim_users::list_short(conn, &tenant.0, filter.as_ref(), &window, sort.as_ref())?;
+        if let Some(listed) = short {
+            let groups = scim_users::groups_of(conn, &listed.items)?;
+            return Ok((listed, groups));
+        }
         db::read(conn, |tx| {
             let listed = scim_users::list(
                 tx,
