@@ -167,7 +167,9 @@ pub fn record_many(
 /// Records `event` and writes it at once, with every event still waiting on this thread
 /// before it, and returns its place in the feed: for a change that needs that place
 /// (`webhook.created`), or that deletes the organization's row the numbering needs. The
-/// organization's row stays locked from here to the commit.
+/// organization's row stays locked from here to the commit. Not behind a `db::savepoint`:
+/// the events it writes early include the enclosing change's, which that savepoint's
+/// rollback would take with it.
 pub fn record_now(
     conn: &mut DbConn,
     organization_id: &str,
