@@ -643,3 +643,63 @@ fn an_event_recorded_outside_a_write_is_refused() {
         "{refused:?}"
     );
 }
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+fn an_event_written_early_behind_a_savepoint_is_refused(#[case] db: Db) {
+    use scimd::domain::{events, Actor};
+
+    let database = TestDatabase::new(db);
+    let pool = database.migrated_pool(1);
+    let mut conn = pool.get().unwrap();
+    let organization = organization_named(&mut conn, "early");
+    let refused = db::write(&mut conn, |tx| {
+        record(&organization, "pending")?;
+        db::savepoint(tx, |tx| {
+            events::record_now(
+                tx,
+                &organization,
+                &Actor::cli(),
+                events::Event {
+                    event_type: "organization.updated",
+                    subject_id: "early",
+                    data: serde_json::json!({}),
+                    previous: None,
+                },
+            )
+        })
+    })
+    .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("behind a savepoint"),
+        "{refused:?}"
+    );
+    assert_eq!(recorded_events(&mut conn), vec![]);
+    // Outside one, it writes what waited before it too, in order.
+    let cursor = db::write(&mut conn, |tx| {
+        record(&organization, "pending")?;
+        events::record_now(
+            tx,
+            &organization,
+            &Actor::cli(),
+            events::Event {
+                event_type: "organization.updated",
+                subject_id: "early",
+                data: serde_json::json!({}),
+                previous: None,
+            },
+        )
+    })
+    .unwrap();
+    assert_eq!(cursor.sequence, 3);
+    let mut recorded = recorded_events(&mut conn);
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        vec![
+            (organization.clone(), 2, "pending".to_string()),
+            (organization, 3, "early".to_string())
+        ]
+    );
+}

@@ -435,7 +435,7 @@ pub fn savepoint<T>(
     conn: &mut DbConn,
     change: impl FnOnce(&mut DbConn) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    let outbox = Outbox::open();
+    let outbox = Outbox::behind_savepoint();
     #[allow(clippy::disallowed_methods)] // this is the savepoint that keeps the outbox right
     let outcome = conn.transaction(change);
     if outcome.is_ok() {

@@ -71,6 +71,8 @@ thread_local! {
     /// How many outboxes are open on this thread: an event recorded with none open would wait
     /// for some later, unrelated change.
     static OPEN_OUTBOXES: Cell<usize> = const { Cell::new(0) };
+    /// How many of them are a savepoint's (`Outbox::behind_savepoint`).
+    static OPEN_SAVEPOINTS: Cell<usize> = const { Cell::new(0) };
     /// Whether this thread recorded an event since `take_recorded` last asked: the API wakes
     /// long-polling readers after a write that recorded one commits.
     static RECORDED: Cell<bool> = const { Cell::new(false) };
@@ -89,6 +91,8 @@ pub fn take_recorded() -> bool {
 pub struct Outbox {
     /// How many events were waiting when it opened: they are not its own.
     mark: usize,
+    /// Whether it is a savepoint's.
+    savepoint: bool,
     /// The events live on this thread.
     _thread: PhantomData<*const ()>,
 }
@@ -98,8 +102,18 @@ impl Outbox {
         OPEN_OUTBOXES.with(|open| open.set(open.get() + 1));
         Outbox {
             mark: RECORDED_EVENTS.with(|recorded| recorded.borrow().len()),
+            savepoint: false,
             _thread: PhantomData,
         }
+    }
+
+    /// An outbox for a savepoint inside a change (`db::savepoint`), which `record_now`
+    /// refuses to write behind.
+    pub fn behind_savepoint() -> Outbox {
+        OPEN_SAVEPOINTS.with(|open| open.set(open.get() + 1));
+        let mut outbox = Outbox::open();
+        outbox.savepoint = true;
+        outbox
     }
 
     /// Writes the events recorded since it opened, in the order they were recorded.
@@ -122,6 +136,9 @@ impl Outbox {
 impl Drop for Outbox {
     fn drop(&mut self) {
         OPEN_OUTBOXES.with(|open| open.set(open.get() - 1));
+        if self.savepoint {
+            OPEN_SAVEPOINTS.with(|open| open.set(open.get() - 1));
+        }
         RECORDED_EVENTS.with(|recorded| {
             let mut recorded = recorded.borrow_mut();
             if self.mark < recorded.len() {
@@ -167,15 +184,20 @@ pub fn record_many(
 /// Records `event` and writes it at once, with every event still waiting on this thread
 /// before it, and returns its place in the feed: for a change that needs that place
 /// (`webhook.created`), or that deletes the organization's row the numbering needs. The
-/// organization's row stays locked from here to the commit. Not behind a `db::savepoint`:
-/// the events it writes early include the enclosing change's, which that savepoint's
-/// rollback would take with it.
+/// organization's row stays locked from here to the commit. Refused behind a
+/// `db::savepoint`: the events it writes early include the enclosing change's, which that
+/// savepoint's rollback would take with it.
 pub fn record_now(
     conn: &mut DbConn,
     organization_id: &str,
     actor: &Actor,
     event: Event<'_>,
 ) -> Result<FeedCursor, Error> {
+    if OPEN_SAVEPOINTS.with(Cell::get) > 0 {
+        return Err(Error::internal(
+            "an event was written early behind a savepoint",
+        ));
+    }
     record(organization_id, actor, event)?;
     let events = RECORDED_EVENTS.with(|recorded| std::mem::take(&mut *recorded.borrow_mut()));
     let written = write_recorded(conn, events)?;
