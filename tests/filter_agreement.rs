@@ -379,10 +379,17 @@ fn database_and_memory_agree_on_every_filter(#[case] database: Db) {
         (r#"externalId eq "12345""#, 7),
     ] {
         let filter = Filter::parse(filter).unwrap();
-        let short = scim_users::list_short(&mut conn, tenant, Some(&filter), &EVERYTHING, None)
-            .unwrap()
-            .expect("a short first page");
+        let (short, groups) =
+            scim_users::list_short(&mut conn, tenant, Some(&filter), &EVERYTHING, None)
+                .unwrap()
+                .expect("a short first page");
         assert_eq!((short.total, short.items.len()), (found, found as usize));
+        // Their groups, read as a column of their rows, are those `groups_of` reads.
+        let mut read_apart = scim_users::groups_of(&mut conn, &short.items).unwrap();
+        for user in &short.items {
+            let apart = read_apart.remove(&user.member_id).unwrap_or_default();
+            assert_eq!(groups[&user.member_id], apart);
+        }
         let full = Window::Index {
             start_index: 1,
             count: found.max(1),
@@ -412,7 +419,7 @@ fn database_and_memory_agree_on_every_filter(#[case] database: Db) {
                 };
                 let short = scim_users::list_short(&mut conn, tenant, Some(&filter), &window, None)
                     .unwrap();
-                if let Some(short) = short {
+                if let Some((short, _)) = short {
                     let found: BTreeSet<String> = short
                         .items
                         .iter()

@@ -499,14 +499,12 @@ async fn user_page(
     let list_base = base.clone();
     let (filter, window, sort) = (query.filter, query.window, query.sort);
     let (listed, mut groups) = with_db(state, move |conn| {
-        // A lookup's answer (none or one user) is one statement, and its users' groups a
-        // second, each true on its own (as in `get_user`); a longer list, its count and its
-        // groups are read in one snapshot.
+        // A lookup's answer (none or one user) and its users' groups are one statement; a
+        // longer list, its count and its groups are read in one snapshot.
         let short =
             scim_users::list_short(conn, &tenant.0, filter.as_ref(), &window, sort.as_ref())?;
-        if let Some(listed) = short {
-            let groups = scim_users::groups_of(conn, &listed.items)?;
-            return Ok((listed, groups));
+        if let Some(short) = short {
+            return Ok(short);
         }
         db::read(conn, |tx| {
             let listed = scim_users::list(
@@ -577,11 +575,9 @@ async fn get_user(
     id: web::Path<String>,
     query: QueryPairs,
 ) -> Result<HttpResponse, Error> {
-    // Two statements, each its own snapshot: a user and its groups read a moment apart are
-    // each true, and PostgreSQL's read transaction would cost two more round trips.
+    // One statement: the user's groups are a column of its row's read.
     let user = with_db(&state, move |conn| {
-        let member = scim_users::get(conn, &tenant.0, &id)?;
-        with_groups(conn, member)
+        scim_users::get_with_groups(conn, &tenant.0, &id)
     })
     .await?;
     if let Some(unchanged) = not_modified(&req, user.0.version) {

@@ -14,7 +14,7 @@ use super::scim_groups;
 use super::{list_window, new_id, now, Actor, Listed, Read, Window};
 use crate::db::lower;
 use crate::db::schema::members as members_table;
-use crate::db::{DbConn, Replanned};
+use crate::db::{DbConn, Prepared, Replanned};
 use crate::error::{Error, ScimType};
 use crate::scim::filter::Filter;
 use crate::scim::list::{mentions, plan, Column, Columns, Condition};
@@ -26,6 +26,9 @@ use crate::{instant_sql, text_sql};
 
 /// A group a user belongs to: (group id, displayName).
 pub type UserGroup = (String, String);
+
+/// Users' groups, by member id.
+pub type GroupsOf = HashMap<String, Vec<UserGroup>>;
 
 /// The SCIM User a member is, as its connection sees it; `groups` is read-only and derived
 /// from group membership.
@@ -71,15 +74,12 @@ fn scim_attributes(member: &Member) -> Attributes {
 }
 
 /// The groups of each of these members, by member id.
-pub fn groups_of(
-    conn: &mut DbConn,
-    members: &[Member],
-) -> Result<HashMap<String, Vec<UserGroup>>, Error> {
+pub fn groups_of(conn: &mut DbConn, members: &[Member]) -> Result<GroupsOf, Error> {
     let ids: Vec<&str> = members
         .iter()
         .map(|member| member.member_id.as_str())
         .collect();
-    let mut groups: HashMap<String, Vec<UserGroup>> = HashMap::new();
+    let mut groups: GroupsOf = HashMap::new();
     for (member_id, group_id, display_name) in scim_groups::groups_of(conn, &ids)? {
         groups
             .entry(member_id)
@@ -704,14 +704,15 @@ pub fn list(
 /// `count` holds every match, so its length is `totalResults`. That is how IdPs look a user
 /// up (`userName eq`, `externalId eq`: none or one), and it needs neither the count beside
 /// the page nor the read transaction that keeps the two in agreement: on PostgreSQL one
-/// round trip instead of four. `None`: the request needs `list`, in a `db::read`.
+/// round trip instead of five, the users' groups read in the same statement
+/// ([`groups_column`]). `None`: the request needs `list`, in a `db::read`.
 pub fn list_short(
     conn: &mut DbConn,
     tenant: &Tenant,
     filter: Option<&Filter>,
     window: &Window,
     sort: Option<&Sort>,
-) -> Result<Option<Listed<Member>>, Error> {
+) -> Result<Option<(Listed<Member>, GroupsOf)>, Error> {
     let Window::Index { start_index, count } = *window else {
         return Ok(None);
     };
@@ -719,13 +720,78 @@ pub fn list_short(
     if start_index > 1 || count == 0 || residual.is_some() || sort.is_some() {
         return Ok(None);
     }
-    let page = page_of(
-        conn,
-        in_creation_order(filtered_users(tenant, condition.as_ref())?),
-        0,
-        count,
-    )?;
-    Ok((page.len() < count as usize).then(|| Listed::indexed(page.len() as u64, page)))
+    let groups = groups_column(conn);
+    // Kept prepared, by its text, as diesel keeps the same query without the column.
+    let rows: Vec<(MemberRow, Option<String>)> = Prepared(
+        in_creation_order(filtered_users(tenant, condition.as_ref())?)
+            .limit(count as i64)
+            .select((MemberRow::as_select(), groups)),
+    )
+    .load(conn)?;
+    if rows.len() as u64 >= count {
+        return Ok(None);
+    }
+    let mut groups = HashMap::new();
+    let mut members = Vec::with_capacity(rows.len());
+    for (row, of_member) in rows {
+        let member = row.into_member()?;
+        groups.insert(member.member_id.clone(), parse_groups(of_member)?);
+        members.push(member);
+    }
+    Ok(Some((
+        Listed::indexed(members.len() as u64, members),
+        groups,
+    )))
+}
+
+/// The user `id` and its groups, in one statement.
+pub fn get_with_groups(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    id: &str,
+) -> Result<(Member, Vec<UserGroup>), Error> {
+    let groups = groups_column(conn);
+    let row: Option<(MemberRow, Option<String>)> = Prepared(
+        live_user(&tenant.connection_id, id)
+            .select((MemberRow::as_select(), groups))
+            .limit(1),
+    )
+    .get_result(conn)
+    .optional()?;
+    let (row, groups) = row.ok_or_else(|| Error::not_found(format!("no User {id}")))?;
+    Ok((row.into_member()?, parse_groups(groups)?))
+}
+
+/// A user's groups as a column of its own row's read: `[[id, displayName], …]` in the order
+/// of `scim_groups::groups_of` (displayName, then id), NULL or `[]` for none. A read of a
+/// user and its groups is one statement where it was two. diesel would prepare a statement
+/// with this literal afresh at every execution: wrap it in `Prepared`.
+fn groups_column(
+    conn: &DbConn,
+) -> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::Text>> {
+    diesel::dsl::sql(match conn {
+        DbConn::Postgres(_) => {
+            "(SELECT json_agg(json_build_array(g.group_id, g.display_name) \
+                 ORDER BY g.display_name_key, g.group_id)::text \
+             FROM group_members gm JOIN scim_groups g ON g.group_id = gm.group_id \
+             WHERE gm.member_id = members.member_id)"
+        }
+        DbConn::Sqlite(_) => {
+            "(SELECT json_group_array(json_array(group_id, display_name)) FROM ( \
+                 SELECT g.group_id, g.display_name \
+                 FROM group_members gm JOIN scim_groups g ON g.group_id = gm.group_id \
+                 WHERE gm.member_id = members.member_id \
+                 ORDER BY g.display_name_key, g.group_id))"
+        }
+    })
+}
+
+fn parse_groups(column: Option<String>) -> Result<Vec<UserGroup>, Error> {
+    match column {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|error| Error::internal(format!("a user's groups as read: {error}"))),
+    }
 }
 
 /// What of `filter` SQL answers (the condition), and what is left to test on each rendered
