@@ -429,3 +429,69 @@ async fn a_member_s_value_cannot_be_rewritten(#[case] db: Db) {
     assert_eq!(rewrite.body["scimType"], "mutability");
     assert_eq!(member_ids(&idp, &group).await, vec![ada]);
 }
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn every_answer_with_a_user_lists_its_groups_alike(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let ada = new_user(&idp, "ada@acme.test").await;
+    let bob = new_user(&idp, "bob@acme.test").await;
+    let mut groups = Vec::new();
+    // Created out of displayName order, one with JSON's special characters in its name.
+    for name in ["Zeta \"quoted\" \\ team", "alpha", "Mid"] {
+        let created = idp
+            .post(
+                "/Groups",
+                json!({"displayName": name, "members": [{"value": ada}]}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        groups.push(created.body["id"].as_str().unwrap().to_string());
+    }
+    let read = idp.get(&format!("/Users/{ada}")).await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    let listed = read.body["groups"].clone();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|group| group["display"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3);
+    assert!(names.contains(&"Zeta \"quoted\" \\ team"), "{names:?}");
+    let path = format!("/Users/{ada}");
+    let patched = idp
+        .patch(
+            &path,
+            patch(json!([{"op": "replace", "path": "title", "value": "Countess"}])),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(patched.body["groups"], listed, "PATCH");
+    let mut body = read.body.clone();
+    body["title"] = json!("Analyst");
+    let replaced = idp.put(&path, body).await;
+    assert_eq!(replaced.status, 200, "{}", replaced.text);
+    assert_eq!(replaced.body["groups"], listed, "PUT");
+    let found = idp
+        .get("/Users?filter=userName%20eq%20%22ada%40acme.test%22")
+        .await;
+    assert_eq!(found.body["Resources"][0]["groups"], listed, "lookup");
+    let all = idp.get("/Users?count=1").await;
+    assert_eq!(all.body["Resources"][0]["groups"], listed, "a full page");
+    // A user in no group has no `groups`, wherever it is read.
+    for read in [
+        idp.get(&format!("/Users/{bob}")).await,
+        idp.patch(
+            &format!("/Users/{bob}"),
+            patch(json!([{"op": "replace", "path": "title", "value": "Clerk"}])),
+        )
+        .await,
+    ] {
+        assert_eq!(read.status, 200, "{}", read.text);
+        assert!(read.body.get("groups").is_none(), "{}", read.text);
+    }
+}
