@@ -379,6 +379,13 @@ fn list_body(resources: Vec<Value>, page: &PageOf, window: &Window) -> Result<Ht
 /// A user and its groups, as a handler renders them.
 type UserView = (Member, Vec<UserGroup>);
 
+fn with_groups(tx: &mut db::DbConn, member: Member) -> Result<UserView, Error> {
+    let groups = scim_users::groups_of(tx, std::slice::from_ref(&member))?
+        .remove(&member.member_id)
+        .unwrap_or_default();
+    Ok((member, groups))
+}
+
 fn user_response(
     builder: actix_web::HttpResponseBuilder,
     (member, groups): &UserView,
@@ -597,7 +604,7 @@ async fn replace_user(
     let user = with_write(&state, move |tx| {
         let member =
             scim_users::replace(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &body.0)?;
-        Ok(member)
+        with_groups(tx, member)
     })
     .await?;
     Ok(user_response(
@@ -622,7 +629,7 @@ async fn patch_user(
     let user = with_write(&state, move |tx| {
         let member =
             scim_users::patch(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &request)?;
-        Ok(member)
+        with_groups(tx, member)
     })
     .await?;
     Ok(user_response(
@@ -1202,12 +1209,12 @@ async fn run_bulk_operation(
                 (member.member_id, Some(member.version), 201)
             }
             (Kind::Users, Method::Put) => {
-                let (member, _) = scim_users::replace(tx, t, &actor, &id, expected, data)?;
+                let member = scim_users::replace(tx, t, &actor, &id, expected, data)?;
                 (member.member_id, Some(member.version), 200)
             }
             (Kind::Users, Method::Patch) => {
                 let request = PatchRequest::parse(data)?;
-                let (member, _) = scim_users::patch(tx, t, &actor, &id, expected, &request)?;
+                let member = scim_users::patch(tx, t, &actor, &id, expected, &request)?;
                 (member.member_id, Some(member.version), 200)
             }
             (Kind::Users, Method::Delete) => {

@@ -485,33 +485,22 @@ fn found(id: &str, row: Option<MemberRow>) -> Result<Member, Error> {
 /// to NULL (`ON DELETE SET NULL`), which waits for the member's row (on SQLite, for the one
 /// write lock). So only a member not found asks whether the connection is gone (401, not
 /// 404: `connections::ensure_exists`).
-///
-/// The user's groups come with it, for the answer to a PUT or PATCH (which leaves them be):
-/// one statement where reading them after the write took a second.
-fn get_for_write(
-    conn: &mut DbConn,
-    tenant: &Tenant,
-    id: &str,
-) -> Result<(Member, Vec<UserGroup>), Error> {
-    let groups = groups_column(conn);
-    let user = live_user(&tenant.connection_id, id);
-    let row: Option<(MemberRow, Option<String>)> = match conn {
-        DbConn::Postgres(pg) => Prepared(
-            user.select((MemberRow::as_select(), groups))
-                .for_update()
-                .limit(1),
-        )
-        .get_result(pg)
-        .optional()?,
-        DbConn::Sqlite(sqlite) => Prepared(user.select((MemberRow::as_select(), groups)).limit(1))
-            .get_result(sqlite)
+fn get_for_write(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Member, Error> {
+    let row = match conn {
+        DbConn::Postgres(pg) => live_user(&tenant.connection_id, id)
+            .select(MemberRow::as_select())
+            .for_update()
+            .first(pg)
+            .optional()?,
+        DbConn::Sqlite(sqlite) => live_user(&tenant.connection_id, id)
+            .select(MemberRow::as_select())
+            .first(sqlite)
             .optional()?,
     };
-    let Some((row, groups)) = row else {
+    if row.is_none() {
         super::connections::ensure_exists(conn, tenant)?;
-        return Err(Error::not_found(format!("no User {id}")));
-    };
-    Ok((row.into_member()?, parse_groups(groups)?))
+    }
+    found(id, row)
 }
 
 /// PUT /Users/{id}: replaces every attribute the IdP may write.
@@ -522,11 +511,11 @@ pub fn replace(
     id: &str,
     expected: Option<&[i64]>,
     input: &Value,
-) -> Result<(Member, Vec<UserGroup>), Error> {
+) -> Result<Member, Error> {
     let fields = user_fields(resource::normalize(&USER_RESOURCE, input)?)?;
-    let (before, groups) = get_for_write(conn, tenant, id)?;
+    let before = get_for_write(conn, tenant, id)?;
     super::check_version(before.version, expected)?;
-    Ok((save(conn, tenant, actor, before, fields)?, groups))
+    save(conn, tenant, actor, before, fields)
 }
 
 /// PATCH /Users/{id}: the operations apply to the resource as the IdP sees it, atomically.
@@ -537,13 +526,13 @@ pub fn patch(
     id: &str,
     expected: Option<&[i64]>,
     request: &PatchRequest,
-) -> Result<(Member, Vec<UserGroup>), Error> {
-    let (before, groups) = get_for_write(conn, tenant, id)?;
+) -> Result<Member, Error> {
+    let before = get_for_write(conn, tenant, id)?;
     super::check_version(before.version, expected)?;
     let current = scim_attributes(&before);
     let patched = patch::apply(&USER_RESOURCE, &current, request, &before.member_id)?;
     let fields = user_fields(patched)?;
-    Ok((save(conn, tenant, actor, before, fields)?, groups))
+    save(conn, tenant, actor, before, fields)
 }
 
 fn save(
@@ -632,7 +621,7 @@ pub fn delete(
     id: &str,
     expected: Option<&[i64]>,
 ) -> Result<(), Error> {
-    let (before, _) = get_for_write(conn, tenant, id)?;
+    let before = get_for_write(conn, tenant, id)?;
     super::check_version(before.version, expected)?;
     let after = Member {
         status: MemberStatus::Deleted,
