@@ -390,15 +390,27 @@ fn database_and_memory_agree_on_every_filter(#[case] database: Db) {
             let apart = read_apart.remove(&user.member_id).unwrap_or_default();
             assert_eq!(groups[&user.member_id], apart);
         }
-        let full = Window::Index {
+        // A page of exactly its matches is whole too (a lookup with `count=1`); one with
+        // more matches than its count needs the count.
+        let exact = Window::Index {
             start_index: 1,
             count: found.max(1),
         };
-        if found > 0 {
-            let listed = scim_users::list_short(&mut conn, tenant, Some(&filter), &full, None);
+        let listed = scim_users::list_short(&mut conn, tenant, Some(&filter), &exact, None);
+        let (listed, _) = listed.unwrap().expect("a page of exactly its matches");
+        assert_eq!(listed.total, found);
+        if found > 1 {
+            let fewer = Window::Index {
+                start_index: 1,
+                count: found - 1,
+            };
+            let listed = scim_users::list_short(&mut conn, tenant, Some(&filter), &fewer, None);
             assert!(listed.unwrap().is_none(), "a full page needs the count");
         }
     }
+    // Without a filter the count is the connection's counter: the list is read once.
+    let unfiltered = scim_users::list_short(&mut conn, tenant, None, &EVERYTHING, None);
+    assert!(unfiltered.unwrap().is_none());
     drop(conn);
     let mut runner = TestRunner::new(Config {
         cases: 200,

@@ -699,13 +699,16 @@ pub fn list(
     )
 }
 
-/// The whole answer to a list request from one statement, when it has one: a first page
-/// (`startIndex` 1) of a filter SQL answers alone, unsorted, that comes back shorter than its
-/// `count` holds every match, so its length is `totalResults`. That is how IdPs look a user
-/// up (`userName eq`, `externalId eq`: none or one), and it needs neither the count beside
-/// the page nor the read transaction that keeps the two in agreement: on PostgreSQL one
-/// round trip instead of five, the users' groups read in the same statement
-/// ([`groups_column`]). `None`: the request needs `list`, in a `db::read`.
+/// The whole answer to a list request from one statement, when it has one: the first page
+/// (`startIndex` 1) of a filter SQL answers alone, unsorted, read with one row more than its
+/// `count`, holds every match when that row is not there, so its length is `totalResults`.
+/// That is how IdPs look a user up (`userName eq`, `externalId eq`: none or one, whatever
+/// the `count`), and it needs neither the count beside the page nor the read transaction
+/// that keeps the two in agreement: on PostgreSQL one round trip instead of five, the users'
+/// groups read in the same statement ([`groups_column`]). `None`: the request needs `list`,
+/// in a `db::read`; a filtered first page with more matches than its count is then read
+/// twice. Without a filter the count is the connection's counter: never tried here, so a
+/// full listing's first page is read once.
 pub fn list_short(
     conn: &mut DbConn,
     tenant: &Tenant,
@@ -717,18 +720,18 @@ pub fn list_short(
         return Ok(None);
     };
     let (condition, residual) = planned(filter);
-    if start_index > 1 || count == 0 || residual.is_some() || sort.is_some() {
+    if filter.is_none() || start_index > 1 || count == 0 || residual.is_some() || sort.is_some() {
         return Ok(None);
     }
     let groups = groups_column(conn);
     // Kept prepared, by its text, as diesel keeps the same query without the column.
     let rows: Vec<(MemberRow, Option<String>)> = Prepared(
         in_creation_order(filtered_users(tenant, condition.as_ref())?)
-            .limit(count as i64)
+            .limit(count as i64 + 1)
             .select((MemberRow::as_select(), groups)),
     )
     .load(conn)?;
-    if rows.len() as u64 >= count {
+    if rows.len() as u64 > count {
         return Ok(None);
     }
     let mut groups = HashMap::new();
