@@ -703,3 +703,25 @@ fn an_event_written_early_behind_a_savepoint_is_refused(#[case] db: Db) {
         ]
     );
 }
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+fn a_savepoint_outside_a_write_is_refused(#[case] db: Db) {
+    let database = TestDatabase::new(db);
+    let pool = database.migrated_pool(1);
+    let mut conn = pool.get().unwrap();
+    let organization = organization_named(&mut conn, "outside");
+    // Its events would wait on the thread for some later, unrelated write.
+    let refused = db::savepoint(&mut conn, |_| record(&organization, "stray")).unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("outside a write"),
+        "{refused:?}"
+    );
+    db::write(&mut conn, |_| record(&organization, "own")).unwrap();
+    let subjects: Vec<String> = recorded_events(&mut conn)
+        .into_iter()
+        .map(|(_, _, subject)| subject)
+        .collect();
+    assert_eq!(subjects, ["own"]);
+}

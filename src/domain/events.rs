@@ -68,9 +68,9 @@ thread_local! {
     /// The events this thread's running change recorded, in order, until its outbox writes
     /// them.
     static RECORDED_EVENTS: RefCell<Vec<Recorded>> = const { RefCell::new(Vec::new()) };
-    /// How many outboxes are open on this thread: an event recorded with none open would wait
-    /// for some later, unrelated change.
-    static OPEN_OUTBOXES: Cell<usize> = const { Cell::new(0) };
+    /// Where each outbox open on this thread begins in `RECORDED_EVENTS`, innermost last: an
+    /// event recorded with none open would wait for some later, unrelated change.
+    static OPEN_OUTBOXES: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
     /// How many of them are a savepoint's (`Outbox::behind_savepoint`).
     static OPEN_SAVEPOINTS: Cell<usize> = const { Cell::new(0) };
     /// Whether this thread recorded an event since `take_recorded` last asked: the API wakes
@@ -99,21 +99,26 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn open() -> Outbox {
-        OPEN_OUTBOXES.with(|open| open.set(open.get() + 1));
+        let mark = RECORDED_EVENTS.with(|recorded| recorded.borrow().len());
+        OPEN_OUTBOXES.with(|open| open.borrow_mut().push(mark));
         Outbox {
-            mark: RECORDED_EVENTS.with(|recorded| recorded.borrow().len()),
+            mark,
             savepoint: false,
             _thread: PhantomData,
         }
     }
 
     /// An outbox for a savepoint inside a change (`db::savepoint`), which `record_now`
-    /// refuses to write behind.
-    pub fn behind_savepoint() -> Outbox {
+    /// refuses to write behind; `None` outside a change, where nothing would write what it
+    /// kept.
+    pub fn behind_savepoint() -> Option<Outbox> {
+        if OPEN_OUTBOXES.with(|open| open.borrow().is_empty()) {
+            return None;
+        }
         OPEN_SAVEPOINTS.with(|open| open.set(open.get() + 1));
         let mut outbox = Outbox::open();
         outbox.savepoint = true;
-        outbox
+        Some(outbox)
     }
 
     /// Writes the events recorded since it opened, in the order they were recorded.
@@ -135,7 +140,7 @@ impl Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        OPEN_OUTBOXES.with(|open| open.set(open.get() - 1));
+        OPEN_OUTBOXES.with(|open| open.borrow_mut().pop());
         if self.savepoint {
             OPEN_SAVEPOINTS.with(|open| open.set(open.get() - 1));
         }
@@ -151,7 +156,7 @@ impl Drop for Outbox {
 /// Records `event` for `organization_id`: it is written with the change, as its last
 /// statement, and takes the organization's next sequence number then. Fails outside a write.
 pub fn record(organization_id: &str, actor: &Actor, event: Event<'_>) -> Result<(), Error> {
-    if OPEN_OUTBOXES.with(Cell::get) == 0 {
+    if OPEN_OUTBOXES.with(|open| open.borrow().is_empty()) {
         return Err(Error::internal("an event was recorded outside a write"));
     }
     let recorded = Recorded {
@@ -165,6 +170,8 @@ pub fn record(organization_id: &str, actor: &Actor, event: Event<'_>) -> Result<
         occurred_at: now(),
     };
     RECORDED_EVENTS.with(|events| events.borrow_mut().push(recorded));
+    // Set here, not when written: `api::with_write` asks right after the change returns,
+    // before its outbox writes. A savepoint's events rolled back make a needless wake only.
     RECORDED.with(|recorded| recorded.set(true));
     Ok(())
 }
@@ -199,7 +206,14 @@ pub fn record_now(
         ));
     }
     record(organization_id, actor, event)?;
-    let events = RECORDED_EVENTS.with(|recorded| std::mem::take(&mut *recorded.borrow_mut()));
+    // The events of the innermost outbox, the change's own: an enclosing one's are written
+    // by it (the writer's group around a change has written the group's earlier changes').
+    let mark = OPEN_OUTBOXES.with(|open| open.borrow().last().copied().unwrap_or(0));
+    let events = RECORDED_EVENTS.with(|recorded| {
+        let mut recorded = recorded.borrow_mut();
+        let mark = mark.min(recorded.len());
+        recorded.split_off(mark)
+    });
     let written = write_recorded(conn, events)?;
     let (_, (log_position, sequence)) = written
         .into_iter()
@@ -222,7 +236,7 @@ fn write_recorded(
         return Ok(Vec::new());
     }
     // Organizations are locked in one order (by id) whatever the order of their events, so
-    // two changes that both record for two organizations never wait for each other.
+    // two changes that both record for two organizations cannot deadlock on them.
     events.sort_by(|a, b| a.organization_id.cmp(&b.organization_id));
     let mut written = Vec::new();
     for of_one in events.chunk_by(|a, b| a.organization_id == b.organization_id) {

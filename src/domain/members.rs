@@ -523,9 +523,9 @@ fn counted_by(member: &Member) -> Option<&str> {
         .map(|registration| registration.connection_id.as_str())
 }
 
-/// Keeps `scim_connections.user_count` true across a change from `before` to `after`. It is
-/// called before the event is recorded, so every write takes its locks in one order: the
-/// member's row, its connection's, then its organization's.
+/// Keeps `scim_connections.user_count` true across a change from `before` to `after`. Every
+/// write takes its locks in one order: the member's row, its connection's, then, as its last
+/// statement, its organization's (the events, `events::Outbox`).
 fn count_users(
     conn: &mut DbConn,
     before: Option<&Member>,
