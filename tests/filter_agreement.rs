@@ -482,14 +482,25 @@ fn users_stored_before_the_filter_columns_are_found_by_them(#[case] database: Db
     let pool = database.migrated_pool(2);
     let mut conn = pool.get().unwrap();
     let seeded = seed(&mut conn);
-    // Back to the schema before migration 000012, which dropped what it added, then forward
-    // again: the migration fills its columns and email rows for the users already stored.
-    match &mut *conn {
-        db::DbConn::Sqlite(inner) => inner.revert_last_migration(db::MIGRATIONS).map(drop),
-        db::DbConn::Postgres(inner) => inner.revert_last_migration(db::MIGRATIONS).map(drop),
+    // Back to the schema before migration 000012, which dropped what it added (and 000013,
+    // which folds the user count's shards back into one column), then forward again: the
+    // migration fills its columns and email rows for the users already stored, and the
+    // count comes through both ways.
+    for _ in 0..2 {
+        match &mut *conn {
+            db::DbConn::Sqlite(inner) => inner.revert_last_migration(db::MIGRATIONS).map(drop),
+            db::DbConn::Postgres(inner) => inner.revert_last_migration(db::MIGRATIONS).map(drop),
+        }
+        .unwrap();
     }
-    .unwrap();
-    assert_eq!(db::migrate(&mut conn).unwrap(), ["20261202000012"]);
+    assert_eq!(
+        db::migrate(&mut conn).unwrap(),
+        ["20261202000012", "20261206000013"]
+    );
+    assert_eq!(
+        scimd::domain::members::user_count(&mut conn, &seeded.tenant.connection_id).unwrap(),
+        40
+    );
     let users = scim_users::list(
         &mut conn,
         &seeded.tenant,

@@ -15,7 +15,7 @@ use rstest::rstest;
 use serde_json::{json, Map, Value};
 
 use common::{Db, TestDatabase};
-use scimd::db::schema::{events, member_emails, member_roles, scim_connections};
+use scimd::db::schema::{events, member_emails, member_roles};
 use scimd::db::{self, DbConn};
 use scimd::domain::connections::Tenant;
 use scimd::domain::members::{self, Member, MemberStatus, ScimRegistration};
@@ -143,11 +143,8 @@ fn state(conn: &mut DbConn, tenant: &Tenant) -> State {
             },
         );
     }
-    let user_count = scim_connections::table
-        .find(&tenant.connection_id)
-        .select(scim_connections::user_count)
-        .first(conn)
-        .unwrap();
+    let user_count =
+        scimd::domain::members::user_count(conn, &tenant.connection_id).unwrap() as i64;
     let mut events: Vec<(String, String)> = events::table
         .filter(events::organization_id.eq(&tenant.organization_id))
         .select((events::event_type, events::subject_id))

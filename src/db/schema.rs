@@ -82,6 +82,13 @@ diesel::table! {
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    scim_connection_user_counts (connection_id, shard) {
+        connection_id -> Text,
+        shard -> Integer,
         user_count -> BigInt,
     }
 }
@@ -122,6 +129,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     organization_domains,
     organization_oauth_tenants,
     scim_connections,
+    scim_connection_user_counts,
     scim_tokens,
     events,
     event_log,

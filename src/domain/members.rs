@@ -497,8 +497,11 @@ pub fn insert_many(
             None => counted.push((connection_id, 1)),
         }
     }
+    let spread = new_members
+        .first()
+        .map_or("", |member| member.member_id.as_str());
     for (connection_id, count) in counted {
-        add_users(conn, connection_id, count)?;
+        add_users(conn, connection_id, count, spread)?;
     }
     let data: Vec<Value> = new_members.iter().map(Member::to_value).collect();
     let events = new_members
@@ -523,9 +526,9 @@ fn counted_by(member: &Member) -> Option<&str> {
         .map(|registration| registration.connection_id.as_str())
 }
 
-/// Keeps `scim_connections.user_count` true across a change from `before` to `after`. Every
-/// write takes its locks in one order: the member's row, its connection's, then, as its last
-/// statement, its organization's (the events, `events::Outbox`).
+/// Keeps the connection's user count true across a change from `before` to `after`. Every
+/// write takes its locks in one order: the member's row, a shard of its connection's count,
+/// then, as its last statement, its organization's row (the events, `events::Outbox`).
 fn count_users(
     conn: &mut DbConn,
     before: Option<&Member>,
@@ -535,20 +538,65 @@ fn count_users(
     if was == is {
         return Ok(());
     }
+    let member_id = after
+        .or(before)
+        .map_or("", |member| member.member_id.as_str());
     for (connection_id, delta) in [(was, -1i64), (is, 1)] {
         if let Some(connection_id) = connection_id {
-            add_users(conn, connection_id, delta)?;
+            add_users(conn, connection_id, delta, member_id)?;
         }
     }
     Ok(())
 }
 
-fn add_users(conn: &mut DbConn, connection_id: &str, delta: i64) -> Result<(), Error> {
-    use crate::db::schema::scim_connections;
-    diesel::update(scim_connections::table.find(connection_id))
-        .set(scim_connections::user_count.eq(scim_connections::user_count + delta))
-        .execute(conn)?;
+/// How many rows a connection's user count is kept in (migration 000013).
+const USER_COUNT_SHARDS: u64 = 16;
+
+/// Adds `delta` to the connection's user count, in the shard `member_id` falls in: writers
+/// of different members mostly lock different rows, where one row made every create of a
+/// connection wait for the one before to commit.
+fn add_users(
+    conn: &mut DbConn,
+    connection_id: &str,
+    delta: i64,
+    member_id: &str,
+) -> Result<(), Error> {
+    use crate::db::schema::scim_connection_user_counts as counts;
+    // FNV-1a: a spread that does not change with the Rust release.
+    let hash = member_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    let shard = (hash % USER_COUNT_SHARDS) as i32;
+    crate::on_backend!(conn, |inner| Prepared(
+        diesel::insert_into(counts::table)
+            .values((
+                counts::connection_id.eq(connection_id),
+                counts::shard.eq(shard),
+                counts::user_count.eq(delta),
+            ))
+            .on_conflict((counts::connection_id, counts::shard))
+            .do_update()
+            .set(
+                counts::user_count
+                    .eq(counts::user_count + diesel::upsert::excluded(counts::user_count))
+            )
+            .returning(counts::user_count),
+    )
+    .get_result::<i64>(inner))?;
     Ok(())
+}
+
+/// How many users the connection has (members not deleted), as `count_users` keeps it: at
+/// most 16 rows read instead of a count over every user.
+pub fn user_count(conn: &mut DbConn, connection_id: &str) -> Result<u64, Error> {
+    use crate::db::schema::scim_connection_user_counts as counts;
+    let shards: Vec<i64> = counts::table
+        .filter(counts::connection_id.eq(connection_id))
+        .select(counts::user_count)
+        .load(conn)?;
+    Ok(shards.iter().sum::<i64>().max(0) as u64)
 }
 
 /// Writes `after` over `before`, bumping the version, and records one event: the lifecycle

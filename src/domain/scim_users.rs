@@ -671,7 +671,7 @@ pub fn list(
         sort,
         &rules,
         |conn| match condition {
-            None => user_count(conn, tenant),
+            None => members::user_count(conn, &tenant.connection_id),
             Some(_) => Ok(users()?.count().get_result::<i64>(conn)? as u64),
         },
         |conn, sort, skip, count| {
@@ -1009,18 +1009,6 @@ fn order_users<'a>(
     } else {
         return None;
     })
-}
-
-/// How many users the connection has (members not deleted), as members::count_users keeps
-/// it: one row read instead of a count over every user.
-fn user_count(conn: &mut DbConn, tenant: &Tenant) -> Result<u64, Error> {
-    use crate::db::schema::scim_connections;
-    let count: Option<i64> = scim_connections::table
-        .find(&tenant.connection_id)
-        .select(scim_connections::user_count)
-        .first(conn)
-        .optional()?;
-    Ok(count.unwrap_or(0).max(0) as u64)
 }
 
 /// The connection's users that are not deleted.
