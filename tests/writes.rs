@@ -482,7 +482,7 @@ fn an_event_is_numbered_and_written_by_statements_kept_prepared(
     #[case] numbering: usize,
 ) {
     use scimd::db::schema::event_log;
-    use scimd::domain::{events, organizations, Actor};
+    use scimd::domain::{organizations, Actor};
 
     let database = TestDatabase::new(db);
     let pool = database.migrated_pool(1);
@@ -519,17 +519,8 @@ fn an_event_is_numbered_and_written_by_statements_kept_prepared(
     );
     let record = |conn: &mut DbConn| {
         db::write(conn, |tx| {
-            events::record_now(
-                tx,
-                &organization.organization_id,
-                &Actor::cli(),
-                events::Event {
-                    event_type: "organization.updated",
-                    subject_id: &organization.organization_id,
-                    data: serde_json::json!({}),
-                    previous: None,
-                },
-            )
+            let organization_id = &organization.organization_id;
+            record_now(tx, organization_id, organization_id)
         })
         .unwrap()
     };
@@ -554,19 +545,29 @@ fn organization_named(conn: &mut DbConn, slug: &str) -> String {
         .organization_id
 }
 
-fn record(organization_id: &str, subject_id: &str) -> Result<(), Error> {
-    use scimd::domain::{events, Actor};
+/// The event the tests below record: `organization.updated`, about `subject_id`.
+fn updated(subject_id: &str) -> scimd::domain::events::Event<'_> {
+    scimd::domain::events::Event {
+        event_type: "organization.updated",
+        subject_id,
+        data: serde_json::json!({}),
+        previous: None,
+    }
+}
 
-    events::record(
-        organization_id,
-        &Actor::cli(),
-        events::Event {
-            event_type: "organization.updated",
-            subject_id,
-            data: serde_json::json!({}),
-            previous: None,
-        },
-    )
+fn record(organization_id: &str, subject_id: &str) -> Result<(), Error> {
+    let actor = scimd::domain::Actor::cli();
+    scimd::domain::events::record(organization_id, &actor, updated(subject_id))
+}
+
+/// `record`, written at once (`events::record_now`): its place in the feed.
+fn record_now(
+    conn: &mut DbConn,
+    organization_id: &str,
+    subject_id: &str,
+) -> Result<scimd::domain::events::FeedCursor, Error> {
+    let actor = scimd::domain::Actor::cli();
+    scimd::domain::events::record_now(conn, organization_id, &actor, updated(subject_id))
 }
 
 /// (organization, sequence, subject) of every event after the organizations' creation, from
@@ -648,27 +649,13 @@ fn an_event_recorded_outside_a_write_is_refused() {
 #[case::sqlite(Db::Sqlite)]
 #[case::postgres(Db::Postgres)]
 fn an_event_written_early_behind_a_savepoint_is_refused(#[case] db: Db) {
-    use scimd::domain::{events, Actor};
-
     let database = TestDatabase::new(db);
     let pool = database.migrated_pool(1);
     let mut conn = pool.get().unwrap();
     let organization = organization_named(&mut conn, "early");
     let refused = db::write(&mut conn, |tx| {
         record(&organization, "pending")?;
-        db::savepoint(tx, |tx| {
-            events::record_now(
-                tx,
-                &organization,
-                &Actor::cli(),
-                events::Event {
-                    event_type: "organization.updated",
-                    subject_id: "early",
-                    data: serde_json::json!({}),
-                    previous: None,
-                },
-            )
-        })
+        db::savepoint(tx, |tx| record_now(tx, &organization, "early"))
     })
     .unwrap_err();
     assert!(
@@ -679,17 +666,7 @@ fn an_event_written_early_behind_a_savepoint_is_refused(#[case] db: Db) {
     // Outside one, it writes what waited before it too, in order.
     let cursor = db::write(&mut conn, |tx| {
         record(&organization, "pending")?;
-        events::record_now(
-            tx,
-            &organization,
-            &Actor::cli(),
-            events::Event {
-                event_type: "organization.updated",
-                subject_id: "early",
-                data: serde_json::json!({}),
-                previous: None,
-            },
-        )
+        record_now(tx, &organization, "early")
     })
     .unwrap();
     assert_eq!(cursor.sequence, 3);
