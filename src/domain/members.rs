@@ -628,22 +628,22 @@ pub fn update_with(
     after.version = before.version + 1;
     after.updated_at = super::now();
     let written = MemberRow::from_member(&after);
+    let unchanged_since_read = diesel::update(members::table.find(&before.member_id))
+        .filter(members::version.eq(before.version));
     let updated = match conn {
         // Every column, in one statement kept prepared: PostgreSQL writes a new entry in
         // every index of the row whatever the SET list, since `updated_at` is indexed and no
         // update of a member can be HOT; and it would plan a statement of varying text
         // afresh every time.
         DbConn::Postgres(pg) => Prepared(
-            diesel::update(members::table.find(&before.member_id))
-                .filter(members::version.eq(before.version))
+            unchanged_since_read
                 .set(MemberChanges::between(None, &written))
                 .returning(members::version),
         )
         .get_result::<i64>(pg)
         .optional()
         .map(|row| usize::from(row.is_some())),
-        DbConn::Sqlite(sqlite) => diesel::update(members::table.find(&before.member_id))
-            .filter(members::version.eq(before.version))
+        DbConn::Sqlite(sqlite) => unchanged_since_read
             .set(MemberChanges::between(
                 Some(&MemberRow::from_member(before)),
                 &written,

@@ -761,8 +761,8 @@ pub fn get_with_groups(
     )
     .get_result(conn)
     .optional()?;
-    let (row, groups) = row.ok_or_else(|| Error::not_found(format!("no User {id}")))?;
-    Ok((row.into_member()?, parse_groups(groups)?))
+    let (row, groups) = row.unzip();
+    Ok((found(id, row)?, parse_groups(groups.flatten())?))
 }
 
 /// A user's groups as a column of its own row's read: `[[id, displayName], …]` in the order
