@@ -984,3 +984,108 @@ async fn filters_on_emails_follow_every_change_to_a_user_s_emails(#[case] db: Db
         }
     }
 }
+
+/// A user's PATCH and PUT answer with its groups as they are once the write holds the user:
+/// on PostgreSQL the groups are read by the member's UPDATE, whose snapshot is taken after the
+/// row's lock is granted. Here another transaction adds the user to a group and holds on (on
+/// PostgreSQL its foreign key check locks the user's row; on SQLite it holds the write lock);
+/// the PATCH waits for it, and must answer with that group.
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn a_patch_that_waited_for_a_group_add_answers_with_that_group(#[case] db: Db) {
+    use diesel::connection::SimpleConnection;
+
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let id = idp.post("/Users", user("ada@acme.test")).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let group = idp
+        .post("/Groups", json!({"displayName": "Engineering"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut other = server.pool.get().unwrap();
+    other
+        .batch_execute(match db {
+            Db::Sqlite => "BEGIN IMMEDIATE",
+            Db::Postgres => "BEGIN",
+        })
+        .unwrap();
+    // Ids are UUIDs: nothing to quote.
+    other
+        .batch_execute(&format!(
+            "INSERT INTO group_members (group_id, member_id) VALUES ('{group}', '{id}')"
+        ))
+        .unwrap();
+    let patching = {
+        let idp = idp.clone();
+        let path = format!("/Users/{id}");
+        actix_rt::spawn(async move {
+            let body = patch(json!([{"op": "replace", "path": "name.givenName", "value": "Ava"}]));
+            idp.patch(&path, body).await
+        })
+    };
+    actix_rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !patching.is_finished(),
+        "the PATCH waits for the other write"
+    );
+    other.batch_execute("COMMIT").unwrap();
+    let patched = patching.await.unwrap();
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(patched.body["name"]["givenName"], "Ava");
+    assert_eq!(
+        patched.body["groups"][0]["value"], group,
+        "{}",
+        patched.text
+    );
+    assert_eq!(patched.body["groups"][0]["display"], "Engineering");
+}
+
+/// A PATCH or PUT that changes nothing writes nothing, and still answers with the user's
+/// groups.
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn a_write_that_changes_nothing_answers_with_the_users_groups(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let created = idp.post("/Users", user("ada@acme.test")).await;
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let group = idp
+        .post(
+            "/Groups",
+            json!({"displayName": "Engineering", "members": [{"value": id}]}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let version = idp.get(&format!("/Users/{id}")).await.body["meta"]["version"].clone();
+    let unchanged = patch(json!([{"op": "replace", "path": "name.givenName", "value": "Ada"}]));
+    let patched = idp.patch(&format!("/Users/{id}"), unchanged).await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(
+        patched.body["meta"]["version"], version,
+        "nothing was written"
+    );
+    assert_eq!(
+        patched.body["groups"][0]["value"], group,
+        "{}",
+        patched.text
+    );
+    let put = idp
+        .put(&format!("/Users/{id}"), user("ada@acme.test"))
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text);
+    assert_eq!(put.body["meta"]["version"], version, "nothing was written");
+    assert_eq!(put.body["groups"][0]["value"], group, "{}", put.text);
+}

@@ -379,13 +379,6 @@ fn list_body(resources: Vec<Value>, page: &PageOf, window: &Window) -> Result<Ht
 /// A user and its groups, as a handler renders them.
 type UserView = (Member, Vec<UserGroup>);
 
-fn with_groups(tx: &mut db::DbConn, member: Member) -> Result<UserView, Error> {
-    let groups = scim_users::groups_of(tx, std::slice::from_ref(&member))?
-        .remove(&member.member_id)
-        .unwrap_or_default();
-    Ok((member, groups))
-}
-
 fn user_response(
     builder: actix_web::HttpResponseBuilder,
     (member, groups): &UserView,
@@ -602,9 +595,7 @@ async fn replace_user(
 ) -> Result<HttpResponse, Error> {
     let actor = tenant.actor();
     let user = with_write(&state, move |tx| {
-        let member =
-            scim_users::replace(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &body.0)?;
-        with_groups(tx, member)
+        scim_users::replace(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &body.0)
     })
     .await?;
     Ok(user_response(
@@ -627,9 +618,7 @@ async fn patch_user(
     let request = PatchRequest::parse(&body.0)?;
     let actor = tenant.actor();
     let user = with_write(&state, move |tx| {
-        let member =
-            scim_users::patch(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &request)?;
-        with_groups(tx, member)
+        scim_users::patch(tx, &tenant.0, &actor, &id, if_match.0.as_deref(), &request)
     })
     .await?;
     Ok(user_response(
@@ -1209,12 +1198,12 @@ async fn run_bulk_operation(
                 (member.member_id, Some(member.version), 201)
             }
             (Kind::Users, Method::Put) => {
-                let member = scim_users::replace(tx, t, &actor, &id, expected, data)?;
+                let (member, _) = scim_users::replace(tx, t, &actor, &id, expected, data)?;
                 (member.member_id, Some(member.version), 200)
             }
             (Kind::Users, Method::Patch) => {
                 let request = PatchRequest::parse(data)?;
-                let member = scim_users::patch(tx, t, &actor, &id, expected, &request)?;
+                let (member, _) = scim_users::patch(tx, t, &actor, &id, expected, &request)?;
                 (member.member_id, Some(member.version), 200)
             }
             (Kind::Users, Method::Delete) => {

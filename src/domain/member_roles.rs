@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Text};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -24,7 +25,7 @@ pub const EMAIL_DOMAIN: &str = "email_domain";
 pub const SCIM_GROUP: &str = "scim_group";
 
 /// One reason a member holds a role.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Grant {
     pub role_id: String,
     pub source: String,
@@ -349,6 +350,37 @@ pub fn grants(conn: &mut DbConn, member_id: &str) -> Result<Vec<Grant>, Error> {
             source_ref,
         })
         .collect())
+}
+
+/// A member's grants as a column of a statement on its row (`members`): a JSON array of
+/// [`Grant`] objects in key order, NULL for none. A member's UPDATE reads them after the row's
+/// lock this way (`members::update_with`) instead of in a statement of their own. diesel
+/// would prepare a statement with this literal afresh at every execution: wrap it in
+/// `Prepared`.
+pub fn grants_column(conn: &DbConn) -> diesel::expression::SqlLiteral<Nullable<Text>> {
+    diesel::dsl::sql(match conn {
+        DbConn::Postgres(_) => {
+            "(SELECT json_agg(json_build_object('role_id', r.role_id, 'source', r.source, \
+                 'source_ref', r.source_ref) ORDER BY r.role_id, r.source, r.source_ref)::text \
+             FROM member_roles r WHERE r.member_id = members.member_id)"
+        }
+        DbConn::Sqlite(_) => {
+            "(SELECT json_group_array(json_object('role_id', role_id, 'source', source, \
+                 'source_ref', source_ref)) FROM ( \
+                 SELECT r.role_id, r.source, r.source_ref FROM member_roles r \
+                 WHERE r.member_id = members.member_id \
+                 ORDER BY r.role_id, r.source, r.source_ref))"
+        }
+    })
+}
+
+/// The grants [`grants_column`] read.
+pub fn parse_grants(column: Option<String>) -> Result<Vec<Grant>, Error> {
+    match column {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|error| Error::internal(format!("a member's grants as read: {error}"))),
+    }
 }
 
 /// The grants the member's groups earn it through the connection's assignments.

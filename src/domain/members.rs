@@ -2,11 +2,14 @@
 //! This module owns their persistence and the events of their lifecycle.
 
 use chrono::NaiveDateTime;
+use diesel::expression::SqlLiteral;
 use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Text};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::events::{self, previous_values, Event};
+use super::member_roles::{self, Grant};
 use super::Actor;
 use crate::db::schema::{member_emails, members};
 use crate::db::{DbConn, Prepared};
@@ -600,8 +603,9 @@ pub fn user_count(conn: &mut DbConn, connection_id: &str) -> Result<u64, Error> 
 }
 
 /// Writes `after` over `before`, bumping the version, and records one event: the lifecycle
-/// event when the status changed this way, else `event_type`. Returns `before` untouched when
-/// nothing changed: no write, no event, same version.
+/// event when the status changed this way, else `event_type`; a deactivation's lists the
+/// roles the member held (`roles_revoked`). Returns `before` untouched when nothing changed:
+/// no write, no event, same version.
 pub fn update(
     conn: &mut DbConn,
     actor: &Actor,
@@ -609,28 +613,44 @@ pub fn update(
     after: Member,
     event_type: &'static str,
 ) -> Result<Member, Error> {
-    update_with(conn, actor, before, after, event_type, None)
+    let nothing = diesel::dsl::sql::<Nullable<Text>>("NULL");
+    Ok(update_with(conn, actor, before, after, event_type, nothing)?.member)
 }
 
-/// `update`, with `details` added to the event's data (a deactivation lists the roles it
-/// revoked as `roles_revoked`).
+/// A member as [`update_with`] wrote it, and what its UPDATE read beside the row.
+pub struct Updated {
+    pub member: Member,
+    /// Read by the UPDATE statement itself, after the row's lock, so as the rest of the write
+    /// finds them: the member's grants, and the caller's column. `None` when nothing changed
+    /// and no statement ran.
+    pub read: Option<(Vec<Grant>, Option<String>)>,
+}
+
+/// `update`, whose UPDATE also returns the member's grants and `column` (an expression on
+/// the `members` row: `scim_users` reads the user's groups for its answer), each a read fewer.
+/// On PostgreSQL the UPDATE's snapshot is taken with the row's lock held (the caller read it
+/// `FOR UPDATE`), so what it reads is as fresh as a statement after it would find.
 pub fn update_with(
     conn: &mut DbConn,
     actor: &Actor,
     before: &Member,
     mut after: Member,
     event_type: &'static str,
-    details: Option<(&'static str, Value)>,
-) -> Result<Member, Error> {
+    column: SqlLiteral<Nullable<Text>>,
+) -> Result<Updated, Error> {
     let Some(previous) = previous_values(&before.to_value(), &after.to_value()) else {
-        return Ok(before.clone());
+        return Ok(Updated {
+            member: before.clone(),
+            read: None,
+        });
     };
     after.version = before.version + 1;
     after.updated_at = super::now();
     let written = MemberRow::from_member(&after);
     let unchanged_since_read = diesel::update(members::table.find(&before.member_id))
         .filter(members::version.eq(before.version));
-    let updated = match conn {
+    let returned = (members::version, member_roles::grants_column(conn), column);
+    let row: Option<(i64, Option<String>, Option<String>)> = match conn {
         // Every column, in one statement kept prepared: PostgreSQL writes a new entry in
         // every index of the row whatever the SET list, since `updated_at` is indexed and no
         // update of a member can be HOT; and it would plan a statement of varying text
@@ -638,23 +658,25 @@ pub fn update_with(
         DbConn::Postgres(pg) => Prepared(
             unchanged_since_read
                 .set(MemberChanges::between(None, &written))
-                .returning(members::version),
+                .returning(returned),
         )
-        .get_result::<i64>(pg)
-        .optional()
-        .map(|row| usize::from(row.is_some())),
+        .get_result(pg)
+        .optional(),
         DbConn::Sqlite(sqlite) => unchanged_since_read
             .set(MemberChanges::between(
                 Some(&MemberRow::from_member(before)),
                 &written,
             ))
-            .execute(sqlite),
+            .returning(returned)
+            .get_result(sqlite)
+            .optional(),
     }
     .map_err(|error| uniqueness(error, &after))?;
-    if updated == 0 {
+    let Some((_, grants, column)) = row else {
         // Another writer got in between our read and this write (PostgreSQL READ COMMITTED).
         return Err(Error::PreconditionFailed(before.version));
-    }
+    };
+    let grants = member_roles::parse_grants(grants)?;
     index_emails(conn, Some(before), &after)?;
     count_users(conn, Some(before), Some(&after))?;
     // A status change is the news of a plain update; an adoption (member.scim_linked) stays
@@ -667,9 +689,21 @@ pub fn update_with(
         (_, from, MemberStatus::Deleted) if from != MemberStatus::Deleted => "member.deleted",
         _ => event_type,
     };
+    // Deactivation revokes every role (group, email-domain and direct, as Stytch does): its
+    // event lists them, as held until now.
+    let details = match event_type {
+        "member.deactivated" => Some((
+            "roles_revoked",
+            serde_json::to_value(&grants).map_err(Error::internal)?,
+        )),
+        _ => None,
+    };
     let previous = (event_type != "member.deleted").then_some(previous);
     record(actor, event_type, &after, previous, details)?;
-    Ok(after)
+    Ok(Updated {
+        member: after,
+        read: Some((grants, column)),
+    })
 }
 
 /// Records an event about the member outside an insert or update (`member.invited`), with

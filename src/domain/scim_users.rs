@@ -503,7 +503,8 @@ fn get_for_write(conn: &mut DbConn, tenant: &Tenant, id: &str) -> Result<Member,
     found(id, row)
 }
 
-/// PUT /Users/{id}: replaces every attribute the IdP may write.
+/// PUT /Users/{id}: replaces every attribute the IdP may write. Returns the user with its
+/// groups, for the answer.
 pub fn replace(
     conn: &mut DbConn,
     tenant: &Tenant,
@@ -511,7 +512,7 @@ pub fn replace(
     id: &str,
     expected: Option<&[i64]>,
     input: &Value,
-) -> Result<Member, Error> {
+) -> Result<(Member, Vec<UserGroup>), Error> {
     let fields = user_fields(resource::normalize(&USER_RESOURCE, input)?)?;
     let before = get_for_write(conn, tenant, id)?;
     super::check_version(before.version, expected)?;
@@ -519,6 +520,7 @@ pub fn replace(
 }
 
 /// PATCH /Users/{id}: the operations apply to the resource as the IdP sees it, atomically.
+/// Returns the user with its groups, for the answer.
 pub fn patch(
     conn: &mut DbConn,
     tenant: &Tenant,
@@ -526,7 +528,7 @@ pub fn patch(
     id: &str,
     expected: Option<&[i64]>,
     request: &PatchRequest,
-) -> Result<Member, Error> {
+) -> Result<(Member, Vec<UserGroup>), Error> {
     let before = get_for_write(conn, tenant, id)?;
     super::check_version(before.version, expected)?;
     let current = scim_attributes(&before);
@@ -541,7 +543,7 @@ fn save(
     actor: &Actor,
     before: Member,
     fields: UserFields,
-) -> Result<Member, Error> {
+) -> Result<(Member, Vec<UserGroup>), Error> {
     // The connection exists: `before` was found by it (`get_for_write`).
     // A userName the user keeps (in any case) is its own: its row holds that key.
     let held = before
@@ -587,29 +589,26 @@ fn save(
         }),
         ..before.clone()
     };
-    // Deactivation revokes every role (group, email-domain and direct, as Stytch does), and
-    // its event lists them; reactivation re-derives group and email-domain roles. The grants
-    // read for the event are still the member's when its roles are synced: writing the member
-    // leaves them alone.
-    let held =
-        match after.status == MemberStatus::Inactive && before.status != MemberStatus::Inactive {
-            true => Some(member_roles::grants(conn, &before.member_id)?),
-            false => None,
-        };
-    let revoked = match &held {
-        Some(held) => Some((
-            "roles_revoked",
-            serde_json::to_value(held).map_err(Error::internal)?,
-        )),
-        None => None,
-    };
-    let saved = members::update_with(conn, actor, &before, after, "member.updated", revoked)?;
+    // Deactivation revokes every role, and its event lists them (`members::update_with`);
+    // reactivation re-derives group and email-domain roles. The grants the member's UPDATE
+    // read are still its own when its roles are synced: writing the member leaves them alone.
+    let groups = groups_column(conn);
+    let updated = members::update_with(conn, actor, &before, after, "member.updated", groups)?;
+    let saved = updated.member;
+    let (held, groups) = updated.read.unzip();
     let domain_changed =
         members::email_domain(&saved.email_address) != members::email_domain(&before.email_address);
     if saved.status != before.status || domain_changed {
         member_roles::sync_written(conn, actor, &saved, held)?;
     }
-    Ok(saved)
+    let groups = match groups {
+        Some(column) => parse_groups(column)?,
+        // Nothing changed, and the UPDATE that would have read them did not run.
+        None => groups_of(conn, std::slice::from_ref(&saved))?
+            .remove(&saved.member_id)
+            .unwrap_or_default(),
+    };
+    Ok((saved, groups))
 }
 
 /// DELETE /Users/{id}: the member becomes a tombstone, gone from SCIM, its email and userName
