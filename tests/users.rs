@@ -1089,3 +1089,60 @@ async fn a_write_that_changes_nothing_answers_with_the_users_groups(#[case] db: 
     assert_eq!(put.body["meta"]["version"], version, "nothing was written");
     assert_eq!(put.body["groups"][0]["value"], group, "{}", put.text);
 }
+
+/// A connection deleted while another scimd still holds its token in cache: that server's
+/// writes reach the database and are refused there with 401, writing nothing (a POST finds
+/// the connection gone in the statement that checks the userName; a PATCH, finding no user).
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn a_deleted_connections_cached_token_writes_nothing_on_another_server(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let tenant = server.new_organization("acme").await;
+    let id = tenant
+        .scim()
+        .post("/Users", user("ada@acme.test"))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sibling = server
+        .sibling(common::Options {
+            token_cache_ttl: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .await;
+    let cached = sibling.client(Some(&tenant.token));
+    let cached = common::Client {
+        base: format!("{}/scim/v2", cached.base),
+        ..cached
+    };
+    assert_eq!(
+        cached.get("/Users").await.status,
+        200,
+        "the token is cached"
+    );
+    let deleted = server
+        .admin()
+        .delete(&format!(
+            "/v1/organizations/{}/scim-connections/{}",
+            tenant.organization_id, tenant.connection_id
+        ))
+        .await;
+    assert!(deleted.status < 300, "{}", deleted.text);
+    let members = server.count_rows("members");
+    let events = server.count_rows("events");
+    let created = cached.post("/Users", user("bob@acme.test")).await;
+    assert_eq!(created.status, 401, "{}", created.text);
+    let patched = cached
+        .patch(
+            &format!("/Users/{id}"),
+            patch(json!([{"op": "replace", "path": "name.givenName", "value": "Ava"}])),
+        )
+        .await;
+    assert_eq!(patched.status, 401, "{}", patched.text);
+    assert_eq!(server.count_rows("members"), members);
+    assert_eq!(server.count_rows("events"), events);
+}

@@ -395,12 +395,17 @@ pub fn ensure_exists(conn: &mut DbConn, tenant: &Tenant) -> Result<(), Error> {
         .get_result::<i64>(conn)?
         > 0;
     if !exists {
-        return Err(Error::Unauthorized {
-            error_type: "invalid_token",
-            message: "the bearer token's SCIM connection no longer exists".into(),
-        });
+        return Err(gone());
     }
     Ok(())
+}
+
+/// The answer to a request whose token's connection was deleted since it authenticated.
+pub fn gone() -> Error {
+    Error::Unauthorized {
+        error_type: "invalid_token",
+        message: "the bearer token's SCIM connection no longer exists".into(),
+    }
 }
 
 fn ensure_rotating(

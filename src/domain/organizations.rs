@@ -332,7 +332,12 @@ pub fn settings(conn: &mut DbConn, organization_id: &str) -> Result<Organization
         .find(organization_id)
         .select(organizations::settings)
         .first(conn)?;
-    serde_json::from_str(&stored)
+    parse_settings(organization_id, &stored)
+}
+
+/// The organization's settings as its row stores them (`organizations.settings`).
+pub fn parse_settings(organization_id: &str, stored: &str) -> Result<OrganizationSettings, Error> {
+    serde_json::from_str(stored)
         .map_err(|error| Error::internal(format!("stored settings of {organization_id}: {error}")))
 }
 

@@ -226,12 +226,10 @@ pub fn create(
     input: &Value,
 ) -> Result<Member, Error> {
     let fields = user_fields(resource::normalize(&USER_RESOURCE, input)?)?;
-    super::connections::ensure_exists(conn, tenant)?;
-    ensure_user_name_free(conn, tenant, &fields.user_name, None)?;
-    let settings = super::organizations::settings(conn, &tenant.organization_id)?;
+    let (settings, holder) = creation_context(conn, tenant, &fields.user_name, &fields.email)?;
     super::provisioning::check_scim_email(&settings, &fields.email)?;
     let user = NewUser::of(tenant, fields);
-    match members::find_by_email(conn, &tenant.organization_id, &user.email)? {
+    match holder {
         None => {
             let member = user.into_member(tenant);
             members::insert(conn, actor, &member, "member.created")?;
@@ -443,11 +441,74 @@ fn ensure_user_name_free(
         .first(conn)
         .optional()?;
     match holder {
-        Some(holder) if Some(holder.as_str()) != except => Err(Error::conflict(
-            "user_name_taken",
-            format!("userName \"{user_name}\" is already taken by another user of this connection"),
-        )),
+        Some(holder) if Some(holder.as_str()) != except => Err(user_name_taken(user_name)),
         _ => Ok(()),
+    }
+}
+
+fn user_name_taken(user_name: &str) -> Error {
+    Error::conflict(
+        "user_name_taken",
+        format!("userName \"{user_name}\" is already taken by another user of this connection"),
+    )
+}
+
+/// What creating a user of the connection must know first, in one statement where it was
+/// four: that the connection still exists (else 401: its token went with it), that no user
+/// of it holds `user_name` (else 409), the organization's settings, and the live member of
+/// the organization with `email`, if any (to adopt, or to refuse).
+fn creation_context(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    user_name: &str,
+    email: &str,
+) -> Result<(super::organizations::OrganizationSettings, Option<Member>), Error> {
+    use crate::db::schema::{organizations, scim_connections};
+    let connection_exists = diesel::dsl::exists(
+        scim_connections::table
+            .find(&tenant.connection_id)
+            .filter(scim_connections::organization_id.eq(&tenant.organization_id)),
+    );
+    // The user of the connection that holds `user_name` (in any case), if one does; an alias,
+    // for the statement reads `members` by email too.
+    let holders = diesel::alias!(members_table as holders);
+    let holder = holders
+        .filter(
+            holders
+                .field(members_table::scim_connection_id)
+                .eq(&tenant.connection_id),
+        )
+        .filter(
+            holders
+                .field(members_table::scim_user_name_key)
+                .eq(lookup_key(user_name)),
+        )
+        .select(holders.field(members_table::member_id))
+        .limit(1)
+        .single_value();
+    // `members_email` is unique on (organization_id, email_key): one member at most.
+    let with_email = members_table::organization_id
+        .eq(organizations::organization_id)
+        .and(members_table::email_key.eq(lookup_key(email)));
+    let row: Option<(String, bool, Option<String>, Option<MemberRow>)> = organizations::table
+        .left_join(members_table::table.on(with_email))
+        .filter(organizations::organization_id.eq(&tenant.organization_id))
+        .select((
+            organizations::settings,
+            connection_exists,
+            holder,
+            Option::<MemberRow>::as_select(),
+        ))
+        .first(conn)
+        .optional()?;
+    match row {
+        // The organization went, and its connections with it.
+        None | Some((_, false, _, _)) => Err(super::connections::gone()),
+        Some((_, true, Some(_), _)) => Err(user_name_taken(user_name)),
+        Some((stored, true, None, member)) => Ok((
+            super::organizations::parse_settings(&tenant.organization_id, &stored)?,
+            member.map(MemberRow::into_member).transpose()?,
+        )),
     }
 }
 
