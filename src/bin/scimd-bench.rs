@@ -339,6 +339,10 @@ fn main() {
             let begin = Instant::now();
             let deadline = begin + Duration::from_secs(args.duration_s);
             let created = AtomicUsize::new(0);
+            // `--prefix` names the users to work on, imported or seeded by an earlier run; the
+            // users this run creates carry a nonce besides, so that runs against one database
+            // never collide (409 on a userName an earlier run created).
+            let run = Random::new().below(1 << 32);
             on_threads(&args, args.connections, |thread, client| {
                 let mut random = Random::new();
                 while Instant::now() < deadline {
@@ -379,7 +383,8 @@ fn main() {
                         }
                         _ => {
                             let n = created.fetch_add(1, Ordering::Relaxed);
-                            let name = format!("{}-mixed-{thread}-{n}@bench.test", prefix(&args));
+                            let name =
+                                format!("{}-mixed-{run:x}-{thread}-{n}@bench.test", prefix(&args));
                             client.call(
                                 &recorder,
                                 kind,
