@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use common::{Db, TestDatabase};
 use scimd::db::{self, DbConn};
+use scimd::domain::connections::Tenant;
 use scimd::domain::organizations::OrganizationFields;
 use scimd::domain::{scim_groups, scim_users, Actor};
 use scimd::error::Error;
@@ -42,6 +43,30 @@ fn membership(op: &str, ids: &[String]) -> PatchRequest {
     .unwrap()
 }
 
+/// An organization `slug` with a connection and `users` users `user<n>@<slug>.test`.
+fn organization_with_users(
+    tx: &mut DbConn,
+    slug: &str,
+    users: usize,
+) -> Result<(Tenant, Vec<String>), Error> {
+    let tenant = common::organization_with_connection(
+        tx,
+        OrganizationFields {
+            organization_name: Some(slug.into()),
+            organization_slug: Some(slug.into()),
+            ..Default::default()
+        },
+    )?;
+    let documents: Vec<Value> = (0..users)
+        .map(|n| json!({"userName": format!("user{n}@{slug}.test")}))
+        .collect();
+    let ids = scim_users::create_many(tx, &tenant, &Actor::cli(), &documents)?
+        .into_iter()
+        .map(|user| user.map(|user| user.member_id))
+        .collect::<Result<_, _>>()?;
+    Ok((tenant, ids))
+}
+
 #[test]
 fn membership_reads_stay_index_probes_however_the_group_grew() {
     let database = TestDatabase::new(Db::Postgres);
@@ -50,21 +75,7 @@ fn membership_reads_stay_index_probes_however_the_group_grew() {
     let mut conn = pool.get().unwrap();
     let actor = Actor::cli();
     let (tenant, users, group) = db::write(&mut conn, |tx| {
-        let tenant = common::organization_with_connection(
-            tx,
-            OrganizationFields {
-                organization_name: Some("Plans".into()),
-                organization_slug: Some("plans".into()),
-                ..Default::default()
-            },
-        )?;
-        let documents: Vec<Value> = (0..2_020)
-            .map(|n| json!({"userName": format!("user{n}@plans.test")}))
-            .collect();
-        let users: Vec<String> = scim_users::create_many(tx, &tenant, &actor, &documents)?
-            .into_iter()
-            .map(|user| user.map(|user| user.member_id))
-            .collect::<Result<_, _>>()?;
+        let (tenant, users) = organization_with_users(tx, "plans", 2_020)?;
         let group = scim_groups::create(tx, &tenant, &actor, &json!({"displayName": "Grows"}))?;
         Ok::<_, Error>((tenant, users, group.group_id))
     })
@@ -143,5 +154,134 @@ fn statistics_are_refreshed_where_autovacuum_would_not() {
     assert_eq!(
         analyzed, autovacuum_off,
         "analyzed exactly when autovacuum is off"
+    );
+}
+
+#[derive(QueryableByName)]
+struct Prepared {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    statement: String,
+}
+
+/// The statements this session keeps prepared, oldest first.
+fn prepared(conn: &mut DbConn) -> Vec<String> {
+    diesel::sql_query("SELECT statement FROM pg_prepared_statements ORDER BY prepare_time")
+        .load::<Prepared>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|prepared| prepared.statement)
+        .collect()
+}
+
+/// diesel keeps a statement prepared by its text for the connection's life, and PostgreSQL
+/// its plans in the backend: filters of ever new shapes must not make either grow without
+/// bound. A filter of one test is kept (its shapes are as few as the columns and tests); of
+/// the others, the first the process meets, up to a bound, and no later one.
+#[test]
+fn filters_of_ever_new_shapes_keep_no_statement_prepared() {
+    use scimd::domain::Window;
+    use scimd::scim::filter::Filter;
+    use scimd::scim::sort::Sort;
+
+    let database = TestDatabase::new(Db::Postgres);
+    // One connection: every statement below runs, and is kept prepared or not, on it.
+    let pool = database.migrated_pool(1);
+    let mut conn = pool.get().unwrap();
+    let (tenant, _) = db::write(&mut conn, |tx| organization_with_users(tx, "shapes", 60)).unwrap();
+    // As the handler lists: the short answer when there is one, else the list and its count.
+    let list = |conn: &mut DbConn, filter: &str, sort: Option<&str>, count: u64| -> u64 {
+        let filter = Filter::parse(filter).unwrap();
+        let sort = sort.map(|by| Sort::parse(Some(by), None).unwrap().unwrap());
+        let window = Window::Index {
+            start_index: 1,
+            count,
+        };
+        let short =
+            scim_users::list_short(conn, &tenant, Some(&filter), &window, sort.as_ref()).unwrap();
+        match short {
+            Some((listed, _)) => listed.total,
+            None => {
+                db::read(conn, |tx| {
+                    scim_users::list(tx, &tenant, "", Some(&filter), &window, sort.as_ref())
+                })
+                .unwrap()
+                .total
+            }
+        }
+    };
+
+    // Lookups by userName: one shape, kept prepared once.
+    let lookup = |conn: &mut DbConn, n: usize| {
+        let filter = format!("userName eq \"user{n}@shapes.test\"");
+        assert_eq!(list(conn, &filter, None, 100), 1);
+    };
+    (0..10).for_each(|n| lookup(&mut conn, n));
+    let kept = prepared(&mut conn);
+    (10..20).for_each(|n| lookup(&mut conn, n));
+    assert_eq!(
+        prepared(&mut conn),
+        kept,
+        "the same shape is the same statement"
+    );
+
+    // Filters of two tests, of ever new shapes (columns and operators), each answered by the
+    // list (count 1) and by the short answer (count 100): the first shapes the process meets
+    // are kept, up to a bound, then no statement more, however many shapes come.
+    let columns = [
+        "userName",
+        "emails.value",
+        "externalId",
+        "displayName",
+        "name.givenName",
+    ];
+    let tests = [
+        "eq \"user1@shapes.test\"",
+        "sw \"user1\"",
+        "co \"1@\"",
+        "ew \".test\"",
+        "ne \"x\"",
+    ];
+    let leaves: Vec<String> = columns
+        .iter()
+        .flat_map(|column| tests.iter().map(move |test| format!("{column} {test}")))
+        .collect();
+    let mut shapes = leaves
+        .iter()
+        .flat_map(|left| leaves.iter().map(move |right| format!("{left} or {right}")));
+    let mut list_shapes = |conn: &mut DbConn, how_many: usize| {
+        for filter in shapes.by_ref().take(how_many) {
+            // The short answer and the list with its count agree.
+            let short = list(conn, &filter, None, 100);
+            assert_eq!(list(conn, &filter, None, 1), short, "{filter}");
+        }
+    };
+    list_shapes(&mut conn, 100);
+    let bounded = prepared(&mut conn);
+    assert!(
+        bounded.len() - kept.len() <= 4 * 64,
+        "the first shapes are kept, within a bound: {}",
+        bounded.len() - kept.len()
+    );
+    list_shapes(&mut conn, 200);
+    assert_eq!(
+        prepared(&mut conn),
+        bounded,
+        "no statement kept for a later shape"
+    );
+    // A sort: each is a shape of its own.
+    for sort in [
+        "userName",
+        "id",
+        "externalId",
+        "meta.created",
+        "meta.lastModified",
+    ] {
+        let listed = list(&mut conn, "userName sw \"user1\"", Some(sort), 100);
+        assert_eq!(listed, 11);
+    }
+    assert_eq!(
+        prepared(&mut conn),
+        bounded,
+        "no statement kept for a later sort"
     );
 }

@@ -162,6 +162,36 @@ macro_rules! planning {
 planning!(Prepared, true);
 planning!(Replanned, false);
 
+/// [`Prepared`] when its flag says so, else a statement diesel decides for by its parts (an
+/// SQL literal among them: prepared afresh every time). For a statement whose text varies
+/// with its input, kept prepared only while its shapes stay few.
+#[derive(Debug, Clone, Copy)]
+pub struct PreparedIf<Q>(pub Q, pub bool);
+
+impl<Q: QueryFragment<DB>, DB: diesel::backend::Backend> QueryFragment<DB> for PreparedIf<Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> diesel::QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, backend: &DB) -> diesel::QueryResult<bool> {
+        match self.1 {
+            true => Ok(true),
+            false => self.0.is_safe_to_cache_prepared(backend),
+        }
+    }
+}
+
+impl<Q> QueryId for PreparedIf<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for PreparedIf<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, Conn> diesel::RunQueryDsl<Conn> for PreparedIf<Q> {}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

@@ -3,6 +3,8 @@
 //! ever part of the statement. Users and Groups map their own columns (`leaf`); the
 //! connectives and the shape of each test are written once, here.
 
+use std::collections::HashSet;
+
 use diesel::expression::BoxableExpression;
 use diesel::prelude::*;
 use diesel::sql_types::Bool;
@@ -10,6 +12,7 @@ use diesel::sql_types::Bool;
 use crate::db::DbConn;
 use crate::error::Error;
 use crate::scim::list::Condition;
+use crate::scim::sort::Sort;
 
 pub type Backend = <DbConn as diesel::Connection>::Backend;
 
@@ -42,6 +45,139 @@ fn fold<T: 'static>(
     operands.try_fold(condition(first, leaf)?, |joined, next| {
         Ok(join(joined, condition(next, leaf)?))
     })
+}
+
+/// `condition` as SQL over `T` for a listing, sorted by `sort` or not: [`condition`], in a
+/// statement kept prepared only while the shapes of such statements stay few ([`kept`]);
+/// planned afresh otherwise.
+pub fn listing<T: 'static>(
+    condition: &Condition,
+    sort: Option<&Sort>,
+    leaf: &dyn Fn(&Condition) -> Result<Sql<T>, Error>,
+) -> Result<Sql<T>, Error> {
+    let sql = self::condition(condition, leaf)?;
+    Ok(match kept(condition, sort) {
+        true => sql,
+        false => afresh(sql),
+    })
+}
+
+/// How many shapes of filtered listing, beyond one test unsorted, a process keeps prepared:
+/// the first it meets.
+const MORE_SHAPES_KEPT: usize = 64;
+
+/// Whether a listing with this condition and sort may be kept prepared. diesel keeps a
+/// statement prepared by its text for the connection's life, without bound, and PostgreSQL
+/// keeps its plans in the backend: a token holder sending `userName eq "a" or userName eq
+/// "b" or …`, one term more each time, would grow both without end. One test, unsorted
+/// ([`has_few_shapes`]), is always kept: its shapes are as few as the columns and tests, and
+/// it is how IdPs look users up. Of the other shapes (`emails[type eq "work" and value eq
+/// …]`, `id eq … and manager eq …`, any sort), the first [`MORE_SHAPES_KEPT`] the process
+/// meets are kept, and any later one is planned afresh at each request.
+pub fn kept(condition: &Condition, sort: Option<&Sort>) -> bool {
+    static SHAPES: std::sync::Mutex<Option<HashSet<String>>> = std::sync::Mutex::new(None);
+    if sort.is_none() && has_few_shapes(condition) {
+        return true;
+    }
+    let mut key = sort.map_or(String::new(), |sort| format!("{sort:?} "));
+    shape(condition, &mut key);
+    let mut shapes = SHAPES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let shapes = shapes.get_or_insert_with(HashSet::new);
+    shapes.contains(&key) || (shapes.len() < MORE_SHAPES_KEPT && shapes.insert(key))
+}
+
+/// Whether the condition is one test (inside one element at most: `emails[type eq
+/// "work"]`), whose statements have as many shapes as the collection has columns and tests.
+pub fn has_few_shapes(condition: &Condition) -> bool {
+    match condition {
+        Condition::All(_) | Condition::Any(_) | Condition::Not(_) => false,
+        Condition::Element { condition, .. } => has_few_shapes(condition),
+        _ => true,
+    }
+}
+
+/// The condition without its values: what its statement's text follows.
+fn shape(condition: &Condition, out: &mut String) {
+    use crate::scim::list::TextTest;
+    let joined = |out: &mut String, name: &str, operands: &[Condition]| {
+        out.push_str(name);
+        out.push('(');
+        for operand in operands {
+            shape(operand, out);
+            out.push(',');
+        }
+        out.push(')');
+    };
+    match condition {
+        Condition::Text { column, test } => {
+            out.push_str(column);
+            out.push_str(match test {
+                TextTest::Equals(_) => " eq",
+                TextTest::Differs(_) => " ne",
+                TextTest::StartsWith(_) => " sw",
+                TextTest::EndsWith(_) => " ew",
+                TextTest::Contains(_) => " co",
+                TextTest::Present => " pr",
+            });
+        }
+        Condition::Instant { column, op, .. } => out.push_str(&format!("{column} {op:?}")),
+        Condition::Flag { column, value } => out.push_str(&format!("{column} {value}")),
+        Condition::Contains(_) => out.push_str("document"),
+        Condition::Element {
+            attribute,
+            condition,
+        } => {
+            out.push_str(attribute);
+            out.push('[');
+            shape(condition, out);
+            out.push(']');
+        }
+        Condition::All(operands) => joined(out, "and", operands),
+        Condition::Any(operands) => joined(out, "or", operands),
+        Condition::Not(inner) => joined(out, "not", std::slice::from_ref(&**inner)),
+    }
+}
+
+/// `sql`, in a statement that is never kept prepared (see [`kept`]).
+pub fn afresh<T: 'static>(sql: Sql<T>) -> Sql<T> {
+    Box::new(Afresh(sql))
+}
+
+/// An expression whose statement diesel prepares afresh at every execution.
+struct Afresh<E>(E);
+
+impl<E> diesel::Expression for Afresh<E> {
+    type SqlType = Bool;
+}
+
+impl<E: diesel::AppearsOnTable<QS>, QS> diesel::AppearsOnTable<QS> for Afresh<E> {}
+
+impl<E: diesel::SelectableExpression<QS>, QS> diesel::SelectableExpression<QS> for Afresh<E> {}
+
+impl<E> diesel::expression::ValidGrouping<()> for Afresh<E> {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl<E> diesel::query_builder::QueryId for Afresh<E> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<E, DB> diesel::query_builder::QueryFragment<DB> for Afresh<E>
+where
+    DB: diesel::backend::Backend,
+    E: diesel::query_builder::QueryFragment<DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        // The pass that asks whether the statement may be kept prepared learns it here.
+        out.unsafe_to_cache_prepared();
+        self.0.walk_ast(out)
+    }
 }
 
 /// A leaf the collection has no column for: the planner only names the columns the

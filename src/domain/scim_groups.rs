@@ -834,7 +834,7 @@ pub fn list(
             .filter(scim_groups::connection_id.eq(tenant.connection_id.as_str()))
             .into_boxed();
         Ok(match &condition {
-            Some(condition) => query.filter(group_sql(condition)?),
+            Some(condition) => query.filter(group_sql(condition, sort)?),
             None => query,
         })
     };
@@ -900,9 +900,9 @@ const GROUP_COLUMNS: Columns = Columns {
 };
 
 /// A planned Group filter condition as SQL over the connection's groups.
-fn group_sql(condition: &Condition) -> Result<Sql<scim_groups::table>, Error> {
+fn group_sql(condition: &Condition, sort: Option<&Sort>) -> Result<Sql<scim_groups::table>, Error> {
     use scim_groups as g;
-    filter_sql::condition(condition, &|leaf| {
+    filter_sql::listing(condition, sort, &|leaf| {
         Ok(match leaf {
             Condition::Text { column, test } => match *column {
                 "id" => text_sql!(g::group_id.nullable(), test),

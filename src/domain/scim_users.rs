@@ -14,7 +14,7 @@ use super::scim_groups;
 use super::{list_window, new_id, now, Actor, Listed, Read, Window};
 use crate::db::lower;
 use crate::db::schema::members as members_table;
-use crate::db::{DbConn, Prepared, Replanned};
+use crate::db::{DbConn, Prepared, PreparedIf, Replanned};
 use crate::error::{Error, ScimType};
 use crate::scim::filter::Filter;
 use crate::scim::list::{mentions, plan, Column, Columns, Condition};
@@ -707,7 +707,7 @@ pub fn list(
 ) -> Result<Listed<Member>, Error> {
     let rules = ResourceRules(&USER_RESOURCE);
     let (condition, residual) = planned(filter);
-    let users = || filtered_users(tenant, condition.as_ref());
+    let users = || filtered_users(tenant, condition.as_ref(), sort);
     let fetch = |conn: &mut DbConn, read: Read| -> Result<Vec<Member>, Error> {
         crate::keyset_read!(
             users()?,
@@ -784,11 +784,16 @@ pub fn list_short(
         return Ok(None);
     }
     let groups = groups_column(conn);
-    // Kept prepared, by its text, as diesel keeps the same query without the column.
-    let rows: Vec<(MemberRow, Option<String>)> = Prepared(
-        in_creation_order(filtered_users(tenant, condition.as_ref())?)
+    // Kept prepared, by its text, as diesel keeps the same query without the column: while
+    // such statements have few shapes (filter_sql::kept).
+    let kept = condition
+        .as_ref()
+        .is_none_or(|condition| filter_sql::kept(condition, None));
+    let rows: Vec<(MemberRow, Option<String>)> = PreparedIf(
+        in_creation_order(filtered_users(tenant, condition.as_ref(), None)?)
             .limit(count as i64 + 1)
             .select((MemberRow::as_select(), groups)),
+        kept,
     )
     .load(conn)?;
     if rows.len() as u64 > count {
@@ -872,10 +877,11 @@ fn planned(filter: Option<&Filter>) -> (Option<Condition>, Option<&Filter>) {
 fn filtered_users<'a>(
     tenant: &'a Tenant,
     condition: Option<&Condition>,
+    sort: Option<&Sort>,
 ) -> Result<members_table::BoxedQuery<'a, <DbConn as diesel::Connection>::Backend>, Error> {
     let query = live_users(tenant);
     Ok(match condition {
-        Some(condition) => query.filter(user_sql(condition, tenant)?),
+        Some(condition) => query.filter(user_sql(condition, sort, tenant)?),
         None => query,
     })
 }
@@ -914,10 +920,14 @@ const USER_COLUMNS: Columns = Columns {
 };
 
 /// A planned User filter condition as SQL over the connection's members.
-fn user_sql(condition: &Condition, tenant: &Tenant) -> Result<Sql<members_table::table>, Error> {
+fn user_sql(
+    condition: &Condition,
+    sort: Option<&Sort>,
+    tenant: &Tenant,
+) -> Result<Sql<members_table::table>, Error> {
     use crate::db::schema::{group_members, member_emails};
     use members_table as m;
-    filter_sql::condition(condition, &|leaf| {
+    filter_sql::listing(condition, sort, &|leaf| {
         Ok(match leaf {
             Condition::Text { column, test } => match *column {
                 "id" => text_sql!(m::member_id.nullable(), test),
