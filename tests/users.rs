@@ -59,10 +59,7 @@ async fn twenty_parallel_posts_of_one_user_name_create_exactly_one_user(#[case] 
 async fn concurrent_patches_with_if_match_never_lose_an_update(#[case] db: Db) {
     let server = TestServer::start(db).await;
     let idp = server.new_organization("acme").await.scim();
-    let id = idp.post("/Users", user("ada@acme.test")).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = idp.post("/Users", user("ada@acme.test")).await.id();
     let writers: Vec<_> = (0..8)
         .map(|writer| {
             let idp = idp.clone();
@@ -141,7 +138,7 @@ async fn no_id_filter_or_list_ever_crosses_a_connection(#[case] db: Db) {
             .post("/Users", user(&format!("user{n}@tenant{n}.test")))
             .await;
         assert_eq!(created.status, 201, "{}", created.text);
-        ids.push(created.body["id"].as_str().unwrap().to_string());
+        ids.push(created.id());
     }
     for (n, idp) in connections.iter().enumerate() {
         let listed = idp.get("/Users").await;
@@ -390,7 +387,7 @@ async fn a_member_no_idp_manages_is_adopted_and_another_connections_member_is_a_
     let okta = tenant.scim();
 
     let first = entra.post("/Users", user("ada@acme.test")).await;
-    let member_id = first.body["id"].as_str().unwrap().to_string();
+    let member_id = first.id();
     let conflict = okta.post("/Users", user("ada@acme.test")).await;
     assert_eq!(conflict.status, 409);
     assert!(
@@ -631,10 +628,7 @@ async fn bad_input_is_a_scim_error_with_the_right_type_and_writes_nothing(#[case
 async fn concurrent_patches_without_if_match_all_succeed_and_all_apply(#[case] db: Db) {
     let server = TestServer::start(db).await;
     let idp = server.new_organization("acme").await.scim();
-    let id = idp.post("/Users", user("ada@acme.test")).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = idp.post("/Users", user("ada@acme.test")).await.id();
     let writers: Vec<_> = (0..12)
         .map(|writer| {
             let idp = idp.clone();
@@ -933,7 +927,7 @@ async fn filters_on_emails_follow_every_change_to_a_user_s_emails(#[case] db: Db
     ]);
     let created = idp.post("/Users", body).await;
     assert_eq!(created.status, 201, "{}", created.text);
-    let id = created.body["id"].as_str().unwrap().to_string();
+    let id = created.id();
     let path = format!("/Users/{id}");
     let changes = [
         // As many emails as before: the work address changes in place.
@@ -999,17 +993,11 @@ async fn a_patch_that_waited_for_a_group_add_answers_with_that_group(#[case] db:
 
     let server = TestServer::start(db).await;
     let idp = server.new_organization("acme").await.scim();
-    let id = idp.post("/Users", user("ada@acme.test")).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = idp.post("/Users", user("ada@acme.test")).await.id();
     let group = idp
         .post("/Groups", json!({"displayName": "Engineering"}))
         .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .id();
     let mut other = server.pool.get().unwrap();
     other
         .batch_execute(match db {
@@ -1058,17 +1046,14 @@ async fn a_write_that_changes_nothing_answers_with_the_users_groups(#[case] db: 
     let server = TestServer::start(db).await;
     let idp = server.new_organization("acme").await.scim();
     let created = idp.post("/Users", user("ada@acme.test")).await;
-    let id = created.body["id"].as_str().unwrap().to_string();
+    let id = created.id();
     let group = idp
         .post(
             "/Groups",
             json!({"displayName": "Engineering", "members": [{"value": id}]}),
         )
         .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .id();
     let version = idp.get(&format!("/Users/{id}")).await.body["meta"]["version"].clone();
     let unchanged = patch(json!([{"op": "replace", "path": "name.givenName", "value": "Ada"}]));
     let patched = idp.patch(&format!("/Users/{id}"), unchanged).await;
@@ -1104,10 +1089,7 @@ async fn a_deleted_connections_cached_token_writes_nothing_on_another_server(#[c
         .scim()
         .post("/Users", user("ada@acme.test"))
         .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .id();
     let sibling = server
         .sibling(common::Options {
             token_cache_ttl: std::time::Duration::from_secs(3600),

@@ -132,18 +132,26 @@ pub struct Prepared<Q>(pub Q);
 #[derive(Debug, Clone, Copy)]
 pub struct Replanned<Q>(pub Q);
 
-/// A wrapper that answers diesel's "may this statement be kept prepared?" itself, and so is
-/// keyed by its SQL text in the statement cache (the only safe key for a statement diesel
-/// itself would not cache).
+/// [`Prepared`] when its flag says so, else a statement diesel decides for by its parts (an
+/// SQL literal among them: prepared afresh every time). For a statement whose text varies
+/// with its input, kept prepared only while its shapes stay few.
+#[derive(Debug, Clone, Copy)]
+pub struct PreparedIf<Q>(pub Q, pub bool);
+
+/// A wrapper (its statement in `.0`) that answers diesel's "may this statement be kept
+/// prepared?" itself (`$keep`, given the wrapper and the backend), and so is keyed by its SQL
+/// text in the statement cache (the only safe key for a statement diesel itself would not
+/// cache).
 macro_rules! planning {
-    ($wrapper:ident, $keep:expr) => {
+    ($wrapper:ident, |$this:ident, $backend:ident| $keep:expr) => {
         impl<Q: QueryFragment<DB>, DB: diesel::backend::Backend> QueryFragment<DB> for $wrapper<Q> {
             fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> diesel::QueryResult<()> {
                 self.0.walk_ast(pass)
             }
 
-            fn is_safe_to_cache_prepared(&self, _backend: &DB) -> diesel::QueryResult<bool> {
-                Ok($keep)
+            fn is_safe_to_cache_prepared(&self, $backend: &DB) -> diesel::QueryResult<bool> {
+                let $this = self;
+                $keep
             }
         }
 
@@ -159,38 +167,12 @@ macro_rules! planning {
         impl<Q, Conn> diesel::RunQueryDsl<Conn> for $wrapper<Q> {}
     };
 }
-planning!(Prepared, true);
-planning!(Replanned, false);
-
-/// [`Prepared`] when its flag says so, else a statement diesel decides for by its parts (an
-/// SQL literal among them: prepared afresh every time). For a statement whose text varies
-/// with its input, kept prepared only while its shapes stay few.
-#[derive(Debug, Clone, Copy)]
-pub struct PreparedIf<Q>(pub Q, pub bool);
-
-impl<Q: QueryFragment<DB>, DB: diesel::backend::Backend> QueryFragment<DB> for PreparedIf<Q> {
-    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> diesel::QueryResult<()> {
-        self.0.walk_ast(pass)
-    }
-
-    fn is_safe_to_cache_prepared(&self, backend: &DB) -> diesel::QueryResult<bool> {
-        match self.1 {
-            true => Ok(true),
-            false => self.0.is_safe_to_cache_prepared(backend),
-        }
-    }
-}
-
-impl<Q> QueryId for PreparedIf<Q> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<Q: Query> Query for PreparedIf<Q> {
-    type SqlType = Q::SqlType;
-}
-
-impl<Q, Conn> diesel::RunQueryDsl<Conn> for PreparedIf<Q> {}
+planning!(Prepared, |_this, _backend| Ok(true));
+planning!(Replanned, |_this, _backend| Ok(false));
+planning!(PreparedIf, |this, backend| match this.1 {
+    true => Ok(true),
+    false => this.0.is_safe_to_cache_prepared(backend),
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -356,6 +356,14 @@ impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
+
+    /// The `id` of the resource the body is; panics without one.
+    pub fn id(&self) -> String {
+        self.body["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id in {}", self.text))
+            .to_string()
+    }
 }
 
 #[derive(Clone)]
