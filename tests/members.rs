@@ -984,6 +984,43 @@ async fn email_domains_grant_roles_however_the_member_arrived(#[case] db: Db) {
     assert_eq!(moved.status, 200, "{}", moved.text);
     let bo = admin.get(&format!("{members}/{user_id}")).await;
     assert_eq!(role_ids(&bo.body["member"]), ["member"]);
+    // Moving back onto it, and being deactivated and reactivated, each re-derive it (the
+    // PATCH reads the settings in its UPDATE).
+    let scim_patch = |operations: Value| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations});
+    let back = tenant
+        .scim()
+        .patch(
+            &format!("/Users/{user_id}"),
+            scim_patch(json!([{"op": "replace", "path": "userName", "value": "bo@acme.test"}])),
+        )
+        .await;
+    assert_eq!(back.status, 200, "{}", back.text);
+    let bo = admin.get(&format!("{members}/{user_id}")).await;
+    assert_eq!(role_ids(&bo.body["member"]), ["member", "staff"]);
+    for (active, expected) in [("False", vec![]), ("True", vec!["member", "staff"])] {
+        let toggled = tenant
+            .scim()
+            .patch(
+                &format!("/Users/{user_id}"),
+                scim_patch(json!([{"op": "replace", "path": "active", "value": active}])),
+            )
+            .await;
+        assert_eq!(toggled.status, 200, "{}", toggled.text);
+        let bo = admin.get(&format!("{members}/{user_id}")).await;
+        assert_eq!(role_ids(&bo.body["member"]), expected, "active {active}");
+    }
+    // The IdP adopting the member the API created keeps its domain's role.
+    let adopted = tenant
+        .scim()
+        .post(
+            "/Users",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ann@acme.test"}),
+        )
+        .await;
+    assert_eq!(adopted.status, 201, "{}", adopted.text);
+    assert_eq!(adopted.body["id"], api_id.as_str());
+    let ann = admin.get(&format!("{members}/{api_id}")).await;
+    assert_eq!(role_ids(&ann.body["member"]), ["member", "staff"]);
 
     // JIT and invites arrive the same way.
     admin

@@ -43,16 +43,28 @@ pub fn sync(
     member_id: &str,
 ) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
     let facts = Facts::read(conn, member_id)?;
-    sync_member(conn, actor, member_id, facts, None, &mut None)
+    sync_member(conn, actor, member_id, facts, Known::default())
 }
 
-/// `sync` for a member as it was just written, without reading it back; `held` is what
-/// [`grants`] returned for it in this transaction, when the caller read that already.
+/// What a write has read already, in its transaction and after the member's lock, of what the
+/// member's grants follow from: [`sync_written`] reads only what is `None` here.
+#[derive(Default)]
+pub struct Known {
+    /// The grants the member holds ([`grants`], [`grants_column`]).
+    pub grants: Option<Vec<Grant>>,
+    /// The member's groups of its connection: id and display name.
+    pub groups: Option<Vec<(String, String)>>,
+    /// Its organization's settings.
+    pub settings: Option<organizations::OrganizationSettings>,
+}
+
+/// `sync` for a member as it was just written, without reading it back, nor what `known`
+/// holds.
 pub fn sync_written(
     conn: &mut DbConn,
     actor: &Actor,
     member: &Member,
-    held: Option<Vec<Grant>>,
+    known: Known,
 ) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
     let facts = Facts {
         organization_id: member.organization_id.clone(),
@@ -63,7 +75,7 @@ pub fn sync_written(
             .map(|registration| registration.connection_id.clone()),
         email_domain: email_domain(&member.email_address),
     };
-    sync_member(conn, actor, &member.member_id, facts, held, &mut None)
+    sync_member(conn, actor, &member.member_id, facts, known)
 }
 
 /// What a member's grants follow from: its organization, status, connection and email domain,
@@ -95,16 +107,14 @@ impl Facts {
     }
 }
 
-/// `sync`, reading the member's grants unless `held` has them, and the organization's
-/// settings only when `settings` does not hold them yet (sync_all re-derives many members of
-/// one organization).
+/// `sync`, reading what `known` does not hold: the member's grants, its groups and its
+/// organization's settings (the last two only for an active member).
 fn sync_member(
     conn: &mut DbConn,
     actor: &Actor,
     member_id: &str,
     facts: Facts,
-    held: Option<Vec<Grant>>,
-    settings: &mut Option<(String, organizations::OrganizationSettings)>,
+    known: Known,
 ) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
     let Facts {
         organization_id,
@@ -112,7 +122,7 @@ fn sync_member(
         connection_id,
         email_domain,
     } = facts;
-    let held = match held {
+    let held = match known.grants {
         Some(held) => held,
         None => grants(conn, member_id)?,
     };
@@ -129,18 +139,12 @@ fn sync_member(
     };
     if active {
         if let Some(connection_id) = connection_id {
-            wanted.extend(group_grants(conn, member_id, &connection_id)?);
+            wanted.extend(group_grants(conn, member_id, &connection_id, known.groups)?);
         }
-        if settings
-            .as_ref()
-            .is_none_or(|(of, _)| *of != organization_id)
-        {
-            *settings = Some((
-                organization_id.clone(),
-                organizations::settings(conn, &organization_id)?,
-            ));
-        }
-        let (_, settings) = settings.as_ref().expect("loaded above");
+        let settings = match known.settings {
+            Some(settings) => settings,
+            None => organizations::settings(conn, &organization_id)?,
+        };
         wanted.extend(settings.implicit_roles(&email_domain).map(|role_id| Grant {
             role_id: role_id.to_string(),
             source: EMAIL_DOMAIN.into(),
@@ -325,10 +329,28 @@ pub fn connection_maps_groups(conn: &mut DbConn, connection_id: &str) -> Result<
 
 /// `sync` for each of these members.
 pub fn sync_all(conn: &mut DbConn, actor: &Actor, member_ids: &[String]) -> Result<(), Error> {
-    let mut settings = None;
+    // Read once for the members of one organization (they usually all are), if one is active.
+    let mut read: Option<(String, organizations::OrganizationSettings)> = None;
     for member_id in member_ids {
         let facts = Facts::read(conn, member_id)?;
-        sync_member(conn, actor, member_id, facts, None, &mut settings)?;
+        let active = facts.status == MemberStatus::Active.as_str();
+        if active
+            && read
+                .as_ref()
+                .is_none_or(|(of, _)| *of != facts.organization_id)
+        {
+            let settings = organizations::settings(conn, &facts.organization_id)?;
+            read = Some((facts.organization_id.clone(), settings));
+        }
+        let settings = read
+            .as_ref()
+            .filter(|(of, _)| *of == facts.organization_id)
+            .map(|(_, settings)| settings.clone());
+        let known = Known {
+            settings,
+            ..Known::default()
+        };
+        sync_member(conn, actor, member_id, facts, known)?;
     }
     Ok(())
 }
@@ -384,17 +406,25 @@ pub fn parse_grants(column: Option<String>) -> Result<Vec<Grant>, Error> {
 }
 
 /// The grants the member's groups earn it through the connection's assignments.
+/// `groups`, when known, are the member's groups of the connection (id and display name).
 fn group_grants(
     conn: &mut DbConn,
     member_id: &str,
     connection_id: &str,
+    groups: Option<Vec<(String, String)>>,
 ) -> Result<Vec<Grant>, Error> {
-    let groups: Vec<(String, String)> = group_members::table
-        .inner_join(scim_groups::table)
-        .filter(group_members::member_id.eq(member_id))
-        .filter(scim_groups::connection_id.eq(connection_id))
-        .select((scim_groups::group_id, scim_groups::display_name_key))
-        .load(conn)?;
+    let groups: Vec<(String, String)> = match groups {
+        Some(groups) => groups
+            .into_iter()
+            .map(|(group_id, display_name)| (group_id, lookup_key(&display_name)))
+            .collect(),
+        None => group_members::table
+            .inner_join(scim_groups::table)
+            .filter(group_members::member_id.eq(member_id))
+            .filter(scim_groups::connection_id.eq(connection_id))
+            .select((scim_groups::group_id, scim_groups::display_name_key))
+            .load(conn)?,
+    };
     if groups.is_empty() {
         return Ok(Vec::new());
     }

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::events::{self, previous_values, Event};
-use super::member_roles::{self, Grant};
+use super::member_roles;
+use super::organizations;
 use super::Actor;
 use crate::db::schema::{member_emails, members};
 use crate::db::{DbConn, Prepared};
@@ -621,15 +622,17 @@ pub fn update(
 pub struct Updated {
     pub member: Member,
     /// Read by the UPDATE statement itself, after the row's lock, so as the rest of the write
-    /// finds them: the member's grants, and the caller's column. `None` when nothing changed
-    /// and no statement ran.
-    pub read: Option<(Vec<Grant>, Option<String>)>,
+    /// finds them: the member's grants (and its organization's settings when the member is
+    /// active after a change of status or email domain: its derived roles follow them), and
+    /// the caller's column. `None` when nothing changed and no statement ran.
+    pub read: Option<(member_roles::Known, Option<String>)>,
 }
 
-/// `update`, whose UPDATE also returns the member's grants and `column` (an expression on
-/// the `members` row: `scim_users` reads the user's groups for its answer), each a read fewer.
-/// On PostgreSQL the UPDATE's snapshot is taken with the row's lock held (the caller read it
-/// `FOR UPDATE`), so what it reads is as fresh as a statement after it would find.
+/// `update`, whose UPDATE also returns the member's grants, what re-deriving them needs, and
+/// `column` (an expression on the `members` row: `scim_users` reads the user's groups for its
+/// answer), each a read fewer. On PostgreSQL the UPDATE's snapshot is taken with the row's
+/// lock held (the caller read it `FOR UPDATE`), so what it reads is as fresh as a statement
+/// after it would find.
 pub fn update_with(
     conn: &mut DbConn,
     actor: &Actor,
@@ -650,7 +653,17 @@ pub fn update_with(
     let unchanged_since_read = diesel::update(members::table.find(&before.member_id))
         .filter(members::version.eq(before.version));
     let grants = member_roles::grants_column(conn);
-    let row: Option<(Option<String>, Option<String>)> = match conn {
+    let rederived = after.status == MemberStatus::Active
+        && (before.status != after.status
+            || email_domain(&before.email_address) != email_domain(&after.email_address));
+    let settings = diesel::dsl::sql::<Nullable<Text>>(match rederived {
+        true => {
+            "(SELECT o.settings FROM organizations o \
+             WHERE o.organization_id = members.organization_id)"
+        }
+        false => "NULL",
+    });
+    let row: Option<(Option<String>, Option<String>, Option<String>)> = match conn {
         // Every column, in one statement kept prepared: PostgreSQL writes a new entry in
         // every index of the row whatever the SET list, since `updated_at` is indexed and no
         // update of a member can be HOT; and it would plan a statement of varying text
@@ -658,7 +671,7 @@ pub fn update_with(
         DbConn::Postgres(pg) => Prepared(
             unchanged_since_read
                 .set(MemberChanges::between(None, &written))
-                .returning((grants, column)),
+                .returning((grants, settings, column)),
         )
         .get_result(pg)
         .optional(),
@@ -678,18 +691,21 @@ pub fn update_with(
                 _ => Prepared(
                     members::table
                         .find(&before.member_id)
-                        .select((grants, column)),
+                        .select((grants, settings, column)),
                 )
                 .get_result(sqlite)
                 .map(Some),
             }),
     }
     .map_err(|error| uniqueness(error, &after))?;
-    let Some((grants, column)) = row else {
+    let Some((grants, settings, column)) = row else {
         // Another writer got in between our read and this write (PostgreSQL READ COMMITTED).
         return Err(Error::PreconditionFailed(before.version));
     };
     let grants = member_roles::parse_grants(grants)?;
+    let settings = settings
+        .map(|stored| organizations::parse_settings(&after.organization_id, &stored))
+        .transpose()?;
     index_emails(conn, Some(before), &after)?;
     count_users(conn, Some(before), Some(&after))?;
     // A status change is the news of a plain update; an adoption (member.scim_linked) stays
@@ -713,9 +729,14 @@ pub fn update_with(
     };
     let previous = (event_type != "member.deleted").then_some(previous);
     record(actor, event_type, &after, previous, details)?;
+    let known = member_roles::Known {
+        grants: Some(grants),
+        groups: None,
+        settings,
+    };
     Ok(Updated {
         member: after,
-        read: Some((grants, column)),
+        read: Some((known, column)),
     })
 }
 

@@ -234,7 +234,13 @@ pub fn create(
             let member = user.into_member(tenant);
             members::insert(conn, actor, &member, "member.created")?;
             if !settings.rbac_email_implicit_role_assignments.is_empty() {
-                member_roles::sync_written(conn, actor, &member, None)?;
+                // A member this moment new: no grants, no groups yet.
+                let known = member_roles::Known {
+                    grants: Some(Vec::new()),
+                    groups: Some(Vec::new()),
+                    settings: Some(settings),
+                };
+                member_roles::sync_written(conn, actor, &member, known)?;
             }
             Ok(member)
         }
@@ -247,9 +253,22 @@ pub fn create(
                     scim_registration: Some(user.registration),
                     ..existing.clone()
                 };
-                let adopted = members::update(conn, actor, &existing, adopted, "member.scim_linked")?;
-                member_roles::sync_written(conn, actor, &adopted, None)?;
-                Ok(adopted)
+                let groups = groups_column(conn);
+                let updated =
+                    members::update_with(conn, actor, &existing, adopted, "member.scim_linked", groups)?;
+                let known = match updated.read {
+                    Some((known, groups)) => member_roles::Known {
+                        groups: Some(parse_groups(groups)?),
+                        settings: Some(settings),
+                        ..known
+                    },
+                    None => member_roles::Known {
+                        settings: Some(settings),
+                        ..member_roles::Known::default()
+                    },
+                };
+                member_roles::sync_written(conn, actor, &updated.member, known)?;
+                Ok(updated.member)
             }
             Some(other) if other.connection_id == tenant.connection_id => Err(Error::conflict(
                 "email_taken",
@@ -656,19 +675,20 @@ fn save(
     let groups = groups_column(conn);
     let updated = members::update_with(conn, actor, &before, after, "member.updated", groups)?;
     let saved = updated.member;
-    let (held, groups) = updated.read.unzip();
+    let Some((mut known, groups)) = updated.read else {
+        // Nothing changed, and the UPDATE that would have read the groups did not run.
+        let groups = groups_of(conn, std::slice::from_ref(&saved))?
+            .remove(&saved.member_id)
+            .unwrap_or_default();
+        return Ok((saved, groups));
+    };
+    let groups = parse_groups(groups)?;
     let domain_changed =
         members::email_domain(&saved.email_address) != members::email_domain(&before.email_address);
     if saved.status != before.status || domain_changed {
-        member_roles::sync_written(conn, actor, &saved, held)?;
+        known.groups = Some(groups.clone());
+        member_roles::sync_written(conn, actor, &saved, known)?;
     }
-    let groups = match groups {
-        Some(column) => parse_groups(column)?,
-        // Nothing changed, and the UPDATE that would have read them did not run.
-        None => groups_of(conn, std::slice::from_ref(&saved))?
-            .remove(&saved.member_id)
-            .unwrap_or_default(),
-    };
     Ok((saved, groups))
 }
 
@@ -830,7 +850,7 @@ pub fn get_with_groups(
     Ok((found(id, row)?, parse_groups(groups.flatten())?))
 }
 
-/// A user's groups as a column of its own row's read: `[[id, displayName], …]` in the order
+/// A user's groups (of its connection) as a column of its own row's read: `[[id, displayName], …]` in the order
 /// of `scim_groups::groups_of` (displayName, then id), NULL or `[]` for none. A read of a
 /// user and its groups is one statement where it was two. diesel would prepare a statement
 /// with this literal afresh at every execution: wrap it in `Prepared`.
@@ -842,13 +862,15 @@ fn groups_column(
             "(SELECT json_agg(json_build_array(g.group_id, g.display_name) \
                  ORDER BY g.display_name_key, g.group_id)::text \
              FROM group_members gm JOIN scim_groups g ON g.group_id = gm.group_id \
-             WHERE gm.member_id = members.member_id)"
+             WHERE gm.member_id = members.member_id \
+                 AND g.connection_id = members.scim_connection_id)"
         }
         DbConn::Sqlite(_) => {
             "(SELECT json_group_array(json_array(group_id, display_name)) FROM ( \
                  SELECT g.group_id, g.display_name \
                  FROM group_members gm JOIN scim_groups g ON g.group_id = gm.group_id \
                  WHERE gm.member_id = members.member_id \
+                     AND g.connection_id = members.scim_connection_id \
                  ORDER BY g.display_name_key, g.group_id))"
         }
     })
