@@ -56,6 +56,49 @@ async fn twenty_parallel_posts_of_one_user_name_create_exactly_one_user(#[case] 
 #[case::sqlite(Db::Sqlite)]
 #[case::postgres(Db::Postgres)]
 #[actix_rt::test]
+async fn parallel_posts_of_one_email_create_one_member_and_leave_nothing_of_the_others(
+    #[case] db: Db,
+) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let attempts: Vec<_> = (0..12)
+        .map(|n| {
+            let idp = idp.clone();
+            let body = json!({
+                "userName": format!("user{n}"),
+                "emails": [{"value": "Shared@acme.test", "type": "work", "primary": true},
+                           {"value": format!("own{n}@acme.test"), "type": "home"}],
+            });
+            actix_rt::spawn(async move { idp.post("/Users", body).await })
+        })
+        .collect();
+    let mut created = 0;
+    for attempt in attempts {
+        let response = attempt.await.unwrap();
+        match response.status {
+            201 => created += 1,
+            409 => {
+                assert_eq!(response.body["scimType"], "uniqueness", "{}", response.text);
+                let detail = response.body["detail"].as_str().unwrap();
+                assert!(
+                    detail.to_lowercase().contains("shared@acme.test"),
+                    "{detail}"
+                );
+            }
+            other => panic!("unexpected {other}: {}", response.text),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(server.count_rows("members"), 1);
+    // The refused writes left no email rows and no count behind them.
+    assert_eq!(server.count_rows("member_emails"), 2);
+    assert_eq!(idp.get("/Users").await.body["totalResults"], 1);
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
 async fn concurrent_patches_with_if_match_never_lose_an_update(#[case] db: Db) {
     let server = TestServer::start(db).await;
     let idp = server.new_organization("acme").await.scim();

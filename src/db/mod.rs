@@ -174,6 +174,43 @@ planning!(PreparedIf, |this, backend| match this.1 {
     false => this.0.is_safe_to_cache_prepared(backend),
 });
 
+/// Writes sent to PostgreSQL as one statement, `WITH w0 AS (…), w1 AS (…) main`: one round
+/// trip where there were one each.
+///
+/// Each of `before` must be a data-modifying statement (`INSERT`, `UPDATE`, `DELETE`).
+/// PostgreSQL runs every one to completion, all in one snapshot: none sees the rows another
+/// writes, so they must not depend on each other's effects. Foreign keys are checked once all
+/// are done, so a row may refer to one that `main` inserts. An error of any fails the whole
+/// statement, and its transaction. Whether it is kept prepared is decided by its parts
+/// (wrap it in `Prepared` when its text is fixed); it returns what `main` returns.
+pub struct Together<'a, M> {
+    pub before: Vec<Box<dyn QueryFragment<diesel::pg::Pg> + 'a>>,
+    pub main: M,
+}
+
+impl<M: QueryFragment<diesel::pg::Pg>> QueryFragment<diesel::pg::Pg> for Together<'_, M> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> diesel::QueryResult<()> {
+        for (n, statement) in self.before.iter().enumerate() {
+            out.push_sql(if n == 0 { "WITH " } else { ", " });
+            out.push_sql(&format!("w{n} AS ("));
+            statement.walk_ast(out.reborrow())?;
+            out.push_sql(") ");
+        }
+        self.main.walk_ast(out)
+    }
+}
+
+impl<M> QueryId for Together<'_, M> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<M: Query> Query for Together<'_, M> {
+    type SqlType = M::SqlType;
+}
+
+impl<M> diesel::RunQueryDsl<PgConnection> for Together<'_, M> {}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

@@ -3,8 +3,11 @@
 
 use chrono::NaiveDateTime;
 use diesel::expression::SqlLiteral;
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Nullable, Text};
+use diesel::query_builder::{Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sqlite::Sqlite;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -13,7 +16,7 @@ use super::member_roles;
 use super::organizations;
 use super::Actor;
 use crate::db::schema::{member_emails, members};
-use crate::db::{DbConn, Prepared};
+use crate::db::{DbConn, Prepared, Together};
 use crate::error::Error;
 use crate::scim::resource::Attributes;
 
@@ -98,6 +101,9 @@ pub fn email_domain(email: &str) -> String {
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = members, treat_none_as_null = true)]
+// NULL, not DEFAULT, for `None` (no nullable column has another default): the INSERT's text
+// stays the same, so it can be kept prepared.
+#[diesel(treat_none_as_default_value = false)]
 // The key is never in an UPDATE's SET: on SQLite, setting a parent key (even to itself)
 // makes the foreign-key check count every child row.
 #[diesel(primary_key(member_id))]
@@ -267,7 +273,7 @@ impl MemberChanges {
 
 /// One element of a SCIM user's `emails`, as `member_emails` keeps it for filters.
 #[derive(Debug, PartialEq, Insertable)]
-#[diesel(table_name = member_emails)]
+#[diesel(table_name = member_emails, treat_none_as_default_value = false)]
 struct MemberEmailRow {
     member_id: String,
     position: i32,
@@ -350,6 +356,10 @@ fn update_email_row(conn: &mut DbConn, row: &MemberEmailRow) -> Result<bool, Err
     .optional())?;
     Ok(updated.is_some())
 }
+
+/// A new member with at most this many emails is inserted in one statement kept prepared
+/// (`insert`): one prepared statement for each count up to it.
+const EMAILS_KEPT_PREPARED: usize = 4;
 
 fn insert_email_rows(conn: &mut DbConn, rows: &[MemberEmailRow]) -> Result<(), Error> {
     // In chunks: a statement takes at most 65,535 parameters on PostgreSQL.
@@ -444,12 +454,44 @@ pub fn insert(
     member: &Member,
     event_type: &'static str,
 ) -> Result<(), Error> {
-    diesel::insert_into(members::table)
-        .values(MemberRow::from_member(member))
-        .execute(conn)
-        .map_err(|error| uniqueness(error, member))?;
-    index_emails(conn, None, member)?;
-    count_users(conn, None, Some(member))?;
+    let row = MemberRow::from_member(member);
+    let emails = email_rows(member);
+    match conn {
+        // One statement where it was three: the member, its emails (whose key refers to the
+        // member: checked after the statement) and its connection's user count. An email a
+        // one-row INSERT: the statement's text varies only with how many, so it is kept
+        // prepared, for a user of the few emails IdPs send.
+        DbConn::Postgres(pg) if emails.len() <= EMAILS_KEPT_PREPARED => {
+            let mut before: Vec<Box<dyn QueryFragment<Pg>>> = emails
+                .iter()
+                .map(|email| {
+                    Box::new(diesel::insert_into(member_emails::table).values(email))
+                        as Box<dyn QueryFragment<Pg>>
+                })
+                .collect();
+            if let Some(connection_id) = counted_by(member) {
+                before.push(Box::new(user_count_change(
+                    connection_id,
+                    1,
+                    &member.member_id,
+                )));
+            }
+            let main = diesel::insert_into(members::table)
+                .values(&row)
+                .returning(members::member_id);
+            Prepared(Together { before, main })
+                .get_result::<String>(pg)
+                .map_err(|error| uniqueness(error, member))?;
+        }
+        _ => {
+            diesel::insert_into(members::table)
+                .values(row)
+                .execute(conn)
+                .map_err(|error| uniqueness(error, member))?;
+            index_emails(conn, None, member)?;
+            count_users(conn, None, Some(member))?;
+        }
+    }
     record(actor, event_type, member, None, None)
 }
 
@@ -565,6 +607,22 @@ fn add_users(
     delta: i64,
     member_id: &str,
 ) -> Result<(), Error> {
+    crate::on_backend!(conn, |inner| user_count_change(
+        connection_id,
+        delta,
+        member_id
+    )
+    .get_result::<i64>(inner))?;
+    Ok(())
+}
+
+/// The statement of [`add_users`], returning the shard's new count; kept prepared.
+fn user_count_change<'a>(
+    connection_id: &'a str,
+    delta: i64,
+    member_id: &str,
+) -> Prepared<impl QueryFragment<Pg> + QueryFragment<Sqlite> + Query<SqlType = BigInt> + QueryId + 'a>
+{
     use crate::db::schema::scim_connection_user_counts as counts;
     // FNV-1a: a spread that does not change with the Rust release.
     let hash = member_id
@@ -573,7 +631,7 @@ fn add_users(
             (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
         });
     let shard = (hash % USER_COUNT_SHARDS) as i32;
-    crate::on_backend!(conn, |inner| Prepared(
+    Prepared(
         diesel::insert_into(counts::table)
             .values((
                 counts::connection_id.eq(connection_id),
@@ -584,12 +642,10 @@ fn add_users(
             .do_update()
             .set(
                 counts::user_count
-                    .eq(counts::user_count + diesel::upsert::excluded(counts::user_count))
+                    .eq(counts::user_count + diesel::upsert::excluded(counts::user_count)),
             )
             .returning(counts::user_count),
     )
-    .get_result::<i64>(inner))?;
-    Ok(())
 }
 
 /// How many users the connection has (members not deleted), as `count_users` keeps it: at
