@@ -180,7 +180,8 @@ planning!(PreparedIf, |this, backend| match this.1 {
 /// Each of `before` must be a data-modifying statement (`INSERT`, `UPDATE`, `DELETE`).
 /// PostgreSQL runs every one to completion, all in one snapshot: none sees the rows another
 /// writes, so they must not depend on each other's effects. Foreign keys are checked once all
-/// are done, so a row may refer to one that `main` inserts. An error of any fails the whole
+/// are done, so a row may refer to one that `main` inserts. They are named `w0`, `w1`, … in
+/// order: `main` may read the rows one returns by that name. An error of any fails the whole
 /// statement, and its transaction. Whether it is kept prepared is decided by its parts
 /// (wrap it in `Prepared` when its text is fixed); it returns what `main` returns.
 pub struct Together<'a, M> {

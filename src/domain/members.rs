@@ -6,7 +6,7 @@ use diesel::expression::SqlLiteral;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -342,7 +342,19 @@ fn index_emails(conn: &mut DbConn, before: Option<&Member>, after: &Member) -> R
 
 /// Writes `row` over the member's row at its position; false when there is none.
 fn update_email_row(conn: &mut DbConn, row: &MemberEmailRow) -> Result<bool, Error> {
-    let updated = crate::on_backend!(conn, |inner| Prepared(
+    let updated = crate::on_backend!(conn, |inner| email_row_change(row)
+        .get_result::<i32>(inner)
+        .optional())?;
+    Ok(updated.is_some())
+}
+
+/// The statement of [`update_email_row`], returning the row's position; kept prepared.
+fn email_row_change(
+    row: &MemberEmailRow,
+) -> Prepared<
+    impl QueryFragment<Pg> + QueryFragment<Sqlite> + Query<SqlType = Integer> + QueryId + '_,
+> {
+    Prepared(
         diesel::update(member_emails::table.find((&row.member_id, row.position)))
             .set((
                 member_emails::connection_id.eq(&row.connection_id),
@@ -352,9 +364,24 @@ fn update_email_row(conn: &mut DbConn, row: &MemberEmailRow) -> Result<bool, Err
             ))
             .returning(member_emails::position),
     )
-    .get_result::<i32>(inner)
-    .optional())?;
-    Ok(updated.is_some())
+}
+
+/// The one `member_emails` row a change from `before` to `after` rewrites, when it rewrites
+/// one in place and adds or removes none (an IdP changing an address).
+fn one_email_changed(before: &Member, after: &Member) -> Option<MemberEmailRow> {
+    let (held, rows) = (email_rows(before), email_rows(after));
+    if held.len() != rows.len() {
+        return None;
+    }
+    let mut changed = held
+        .into_iter()
+        .zip(rows)
+        .filter(|(held, row)| held != row)
+        .map(|(_, row)| row);
+    match (changed.next(), changed.next()) {
+        (Some(row), None) => Some(row),
+        _ => None,
+    }
 }
 
 /// A new member with at most this many emails is inserted in one statement kept prepared
@@ -719,18 +746,35 @@ pub fn update_with(
         }
         false => "NULL",
     });
-    let row: Option<(Option<String>, Option<String>, Option<String>)> = match conn {
+    // On PostgreSQL, the one email row the change rewrites (the usual case when an address
+    // changes) is updated by the member's UPDATE statement, which returns how many it found.
+    let email_with_member = match conn {
+        DbConn::Postgres(_) => one_email_changed(before, &after),
+        DbConn::Sqlite(_) => None,
+    };
+    let emails_updated = diesel::dsl::sql::<Nullable<BigInt>>(match email_with_member {
+        // `Together` names its first statement w0.
+        Some(_) => "(SELECT count(*) FROM w0)",
+        None => "NULL",
+    });
+    type Read = (Option<String>, Option<String>, Option<String>, Option<i64>);
+    let row: Option<Read> = match conn {
         // Every column, in one statement kept prepared: PostgreSQL writes a new entry in
         // every index of the row whatever the SET list, since `updated_at` is indexed and no
         // update of a member can be HOT; and it would plan a statement of varying text
         // afresh every time. It returns the reads too: a round trip each.
-        DbConn::Postgres(pg) => Prepared(
-            unchanged_since_read
+        DbConn::Postgres(pg) => {
+            let before = email_with_member
+                .iter()
+                .map(|row| Box::new(email_row_change(row)) as Box<dyn QueryFragment<Pg>>)
+                .collect();
+            let main = unchanged_since_read
                 .set(MemberChanges::between(None, &written))
-                .returning((grants, settings, column)),
-        )
-        .get_result(pg)
-        .optional(),
+                .returning((grants, settings, column, emails_updated));
+            Prepared(Together { before, main })
+                .get_result(pg)
+                .optional()
+        }
         // The columns that change: SQLite rewrites the index entries of every column an
         // UPDATE sets. Its SET list varies, so diesel keeps one statement per list, and one
         // with a literal (the reads) never: SQLite would compile the UPDATE at every PATCH
@@ -744,25 +788,34 @@ pub fn update_with(
             .execute(sqlite)
             .and_then(|updated| match updated {
                 0 => Ok(None),
-                _ => Prepared(
-                    members::table
-                        .find(&before.member_id)
-                        .select((grants, settings, column)),
-                )
+                _ => Prepared(members::table.find(&before.member_id).select((
+                    grants,
+                    settings,
+                    column,
+                    emails_updated,
+                )))
                 .get_result(sqlite)
                 .map(Some),
             }),
     }
     .map_err(|error| uniqueness(error, &after))?;
-    let Some((grants, settings, column)) = row else {
+    let Some((grants, settings, column, emails_updated)) = row else {
         // Another writer got in between our read and this write (PostgreSQL READ COMMITTED).
+        // The statement's email update, if any, goes with the transaction this fails.
         return Err(Error::PreconditionFailed(before.version));
     };
     let grants = member_roles::parse_grants(grants)?;
     let settings = settings
         .map(|stored| organizations::parse_settings(&after.organization_id, &stored))
         .transpose()?;
-    index_emails(conn, Some(before), &after)?;
+    match email_with_member {
+        // Not there to update (as `index_emails` allows for).
+        Some(row) if emails_updated == Some(0) => {
+            insert_email_rows(conn, std::slice::from_ref(&row))?
+        }
+        Some(_) => {}
+        None => index_emails(conn, Some(before), &after)?,
+    }
     count_users(conn, Some(before), Some(&after))?;
     // A status change is the news of a plain update; an adoption (member.scim_linked) stays
     // one, its previous values showing the status it had.
