@@ -226,27 +226,18 @@ async fn group_roles_follow_membership_mappings_and_lifecycle(#[case] db: Db) {
     let ada = idp
         .post("/Users", json!({"userName": "ada@acme.test"}))
         .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .id();
     let bob = idp
         .post("/Users", json!({"userName": "bob@acme.test"}))
         .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .id();
     let group = idp
         .post(
             "/Groups",
             json!({"displayName": "ENGINEERING", "members": [ada.clone()]}),
         )
         .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .id();
     assert_eq!(
         roles_of(&server, &org, &ada).await,
         pairs(&[("engineer", "scim_group"), ("member", "implicit")])
@@ -368,10 +359,7 @@ async fn a_mapping_must_name_a_group_of_its_connection_and_real_roles(#[case] db
         .scim()
         .post("/Groups", json!({"displayName": "Theirs"}))
         .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .id();
     let admin = server.admin();
     let org = &acme.organization_id;
     admin
@@ -468,10 +456,7 @@ async fn after_any_sequence_of_changes_roles_equal_roles_derived_from_scratch(#[
             let id = idp
                 .post("/Users", json!({"userName": format!("u{n}@s{seed}.test")}))
                 .await
-                .body["id"]
-                .as_str()
-                .unwrap()
-                .to_string();
+                .id();
             users.push((id, true));
         }
         let names = ["alpha", "beta", "gamma"];
@@ -609,4 +594,83 @@ async fn after_any_sequence_of_changes_roles_equal_roles_derived_from_scratch(#[
             assert_eq!(actual, expected, "seed {seed}, user {user_id}");
         }
     }
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn a_user_the_idp_deletes_loses_every_grant_and_the_event_says_which(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let acme = server.new_organization("acme").await;
+    let org = acme.organization_id.clone();
+    let admin = server.admin();
+    let idp = acme.scim();
+    for role in ["engineer", "staff"] {
+        admin
+            .post(
+                &format!("/v1/organizations/{org}/roles"),
+                json!({"role_id": role}),
+            )
+            .await;
+    }
+    let mapped = admin
+        .patch(
+            &format!("/v1/organizations/{org}"),
+            json!({"rbac_email_implicit_role_assignments": [{"domain": "acme.test", "role_id": "staff"}]}),
+        )
+        .await;
+    assert_eq!(mapped.status, 200, "{}", mapped.text);
+    admin
+        .post(
+            &format!(
+                "/v1/organizations/{org}/scim-connections/{}/group-role-assignments",
+                acme.connection_id
+            ),
+            json!({"group_display_name": "Engineering", "role_ids": ["engineer"]}),
+        )
+        .await;
+    let ada = idp
+        .post("/Users", json!({"userName": "ada@acme.test"}))
+        .await
+        .id();
+    let group = idp
+        .post(
+            "/Groups",
+            json!({"displayName": "Engineering", "members": [{"value": ada}]}),
+        )
+        .await;
+    assert_eq!(group.status, 201, "{}", group.text);
+    assert_eq!(
+        roles_of(&server, &org, &ada).await,
+        pairs(&[
+            ("engineer", "scim_group"),
+            ("member", "implicit"),
+            ("staff", "email_domain")
+        ])
+    );
+
+    assert_eq!(idp.delete(&format!("/Users/{ada}")).await.status, 204);
+    assert_eq!(server.count_rows("member_roles"), 0);
+    for role in ["engineer", "staff"] {
+        let holders = admin
+            .get(&format!("/v1/organizations/{org}/roles/{role}/members"))
+            .await;
+        assert_eq!(holders.body["member_ids"], json!([]), "{role}");
+    }
+    let events = server.events(&org);
+    let deleted = events
+        .iter()
+        .position(|(_, kind, _, _)| kind == "member.deleted")
+        .unwrap();
+    let (_, kind, data, _) = &events[deleted + 1];
+    assert_eq!(kind, "member.roles_changed");
+    let mut removed: Vec<&str> = data["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|grant| grant["role_id"].as_str().unwrap())
+        .collect();
+    removed.sort();
+    assert_eq!(removed, ["engineer", "staff"]);
 }

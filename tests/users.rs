@@ -1171,3 +1171,38 @@ async fn a_deleted_connections_cached_token_writes_nothing_on_another_server(#[c
     assert_eq!(server.count_rows("members"), members);
     assert_eq!(server.count_rows("events"), events);
 }
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn the_total_of_users_follows_creates_deactivations_and_deletes(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let idp = server.new_organization("acme").await.scim();
+    let total = || async { idp.get("/Users?count=1").await.body["totalResults"].clone() };
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(
+            idp.post("/Users", user(&format!("u{n}@acme.test")))
+                .await
+                .id(),
+        );
+    }
+    assert_eq!(total().await, 3);
+    let deactivated = idp
+        .patch(
+            &format!("/Users/{}", ids[0]),
+            patch(json!([{"op": "replace", "path": "active", "value": false}])),
+        )
+        .await;
+    assert_eq!(deactivated.status, 200, "{}", deactivated.text);
+    assert_eq!(total().await, 3, "an inactive user is still a user");
+    assert_eq!(idp.delete(&format!("/Users/{}", ids[1])).await.status, 204);
+    assert_eq!(total().await, 2);
+    assert_eq!(idp.delete(&format!("/Users/{}", ids[0])).await.status, 204);
+    assert_eq!(total().await, 1);
+    assert_eq!(idp.delete(&format!("/Users/{}", ids[0])).await.status, 404);
+    assert_eq!(total().await, 1);
+    // The deleted users' email rows (what email filters read) went with them.
+    assert_eq!(server.count_rows("member_emails"), 1);
+}

@@ -366,12 +366,28 @@ fn email_row_change(
     )
 }
 
-/// The one `member_emails` row a change from `before` to `after` rewrites, when it rewrites
-/// one in place and adds or removes none (an IdP changing an address).
-fn one_email_changed(before: &Member, after: &Member) -> Option<MemberEmailRow> {
+/// What a change from `before` to `after` does to the member's `member_emails` rows, in the
+/// cases a member's UPDATE statement takes along on PostgreSQL (`update_with`).
+enum EmailsChange {
+    Unchanged,
+    /// One row rewritten in place, none added or removed (an IdP changing an address).
+    OneInPlace(MemberEmailRow),
+    /// Every row gone (a user deleted).
+    AllGone,
+    /// Anything else: `index_emails` writes it.
+    Other,
+}
+
+fn emails_change(before: &Member, after: &Member) -> EmailsChange {
     let (held, rows) = (email_rows(before), email_rows(after));
+    if held == rows {
+        return EmailsChange::Unchanged;
+    }
+    if rows.is_empty() {
+        return EmailsChange::AllGone;
+    }
     if held.len() != rows.len() {
-        return None;
+        return EmailsChange::Other;
     }
     let mut changed = held
         .into_iter()
@@ -379,8 +395,8 @@ fn one_email_changed(before: &Member, after: &Member) -> Option<MemberEmailRow> 
         .filter(|(held, row)| held != row)
         .map(|(_, row)| row);
     match (changed.next(), changed.next()) {
-        (Some(row), None) => Some(row),
-        _ => None,
+        (Some(row), None) => EmailsChange::OneInPlace(row),
+        _ => EmailsChange::Other,
     }
 }
 
@@ -607,19 +623,25 @@ fn count_users(
     before: Option<&Member>,
     after: Option<&Member>,
 ) -> Result<(), Error> {
-    let (was, is) = (before.and_then(counted_by), after.and_then(counted_by));
-    if was == is {
-        return Ok(());
-    }
     let member_id = after
         .or(before)
         .map_or("", |member| member.member_id.as_str());
-    for (connection_id, delta) in [(was, -1i64), (is, 1)] {
-        if let Some(connection_id) = connection_id {
-            add_users(conn, connection_id, delta, member_id)?;
-        }
+    for (connection_id, delta) in count_changes(before, after) {
+        add_users(conn, connection_id, delta, member_id)?;
     }
     Ok(())
+}
+
+/// What [`count_users`] adds to which connection's count.
+fn count_changes<'a>(before: Option<&'a Member>, after: Option<&'a Member>) -> Vec<(&'a str, i64)> {
+    let (was, is) = (before.and_then(counted_by), after.and_then(counted_by));
+    if was == is {
+        return Vec::new();
+    }
+    [(was, -1), (is, 1)]
+        .into_iter()
+        .filter_map(|(connection_id, delta)| Some((connection_id?, delta)))
+        .collect()
 }
 
 /// How many rows a connection's user count is kept in (migration 000013).
@@ -746,16 +768,18 @@ pub fn update_with(
         }
         false => "NULL",
     });
-    // On PostgreSQL, the one email row the change rewrites (the usual case when an address
-    // changes) is updated by the member's UPDATE statement, which returns how many it found.
-    let email_with_member = match conn {
-        DbConn::Postgres(_) => one_email_changed(before, &after),
-        DbConn::Sqlite(_) => None,
+    // On PostgreSQL the member's UPDATE statement takes along what the change does to its
+    // email rows, when that is one of the usual (one address changed, or all gone), and to
+    // its connection's user count: a round trip each. It returns how many rows an email
+    // row's UPDATE found.
+    let emails = match conn {
+        DbConn::Postgres(_) => emails_change(before, &after),
+        DbConn::Sqlite(_) => EmailsChange::Other,
     };
-    let emails_updated = diesel::dsl::sql::<Nullable<BigInt>>(match email_with_member {
+    let emails_updated = diesel::dsl::sql::<Nullable<BigInt>>(match emails {
         // `Together` names its first statement w0.
-        Some(_) => "(SELECT count(*) FROM w0)",
-        None => "NULL",
+        EmailsChange::OneInPlace(_) => "(SELECT count(*) FROM w0)",
+        _ => "NULL",
     });
     type Read = (Option<String>, Option<String>, Option<String>, Option<i64>);
     let row: Option<Read> = match conn {
@@ -764,16 +788,30 @@ pub fn update_with(
         // update of a member can be HOT; and it would plan a statement of varying text
         // afresh every time. It returns the reads too: a round trip each.
         DbConn::Postgres(pg) => {
-            let before = email_with_member
-                .iter()
-                .map(|row| Box::new(email_row_change(row)) as Box<dyn QueryFragment<Pg>>)
-                .collect();
+            let mut parts: Vec<Box<dyn QueryFragment<Pg>>> = Vec::new();
+            match &emails {
+                EmailsChange::OneInPlace(row) => parts.push(Box::new(email_row_change(row))),
+                EmailsChange::AllGone => parts.push(Box::new(diesel::delete(
+                    member_emails::table.filter(member_emails::member_id.eq(&before.member_id)),
+                ))),
+                EmailsChange::Unchanged | EmailsChange::Other => {}
+            }
+            for (connection_id, delta) in count_changes(Some(before), Some(&after)) {
+                parts.push(Box::new(user_count_change(
+                    connection_id,
+                    delta,
+                    &before.member_id,
+                )));
+            }
             let main = unchanged_since_read
                 .set(MemberChanges::between(None, &written))
                 .returning((grants, settings, column, emails_updated));
-            Prepared(Together { before, main })
-                .get_result(pg)
-                .optional()
+            Prepared(Together {
+                before: parts,
+                main,
+            })
+            .get_result(pg)
+            .optional()
         }
         // The columns that change: SQLite rewrites the index entries of every column an
         // UPDATE sets. Its SET list varies, so diesel keeps one statement per list, and one
@@ -808,15 +846,17 @@ pub fn update_with(
     let settings = settings
         .map(|stored| organizations::parse_settings(&after.organization_id, &stored))
         .transpose()?;
-    match email_with_member {
+    match emails {
         // Not there to update (as `index_emails` allows for).
-        Some(row) if emails_updated == Some(0) => {
+        EmailsChange::OneInPlace(row) if emails_updated == Some(0) => {
             insert_email_rows(conn, std::slice::from_ref(&row))?
         }
-        Some(_) => {}
-        None => index_emails(conn, Some(before), &after)?,
+        EmailsChange::Other => index_emails(conn, Some(before), &after)?,
+        EmailsChange::OneInPlace(_) | EmailsChange::AllGone | EmailsChange::Unchanged => {}
     }
-    count_users(conn, Some(before), Some(&after))?;
+    if let DbConn::Sqlite(_) = conn {
+        count_users(conn, Some(before), Some(&after))?;
+    }
     // A status change is the news of a plain update; an adoption (member.scim_linked) stays
     // one, its previous values showing the status it had.
     let event_type = match (event_type, before.status, after.status) {

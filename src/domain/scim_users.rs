@@ -707,9 +707,12 @@ pub fn delete(
         status: MemberStatus::Deleted,
         ..before.clone()
     };
-    members::update(conn, actor, &before, after, "member.deleted")?;
+    let nothing = diesel::dsl::sql("NULL");
+    let updated = members::update_with(conn, actor, &before, after, "member.deleted", nothing)?;
     scim_groups::remove_from_all_groups(conn, &before.member_id)?;
-    member_roles::sync(conn, actor, &before.member_id)?;
+    // A deleted member holds no roles: every grant its UPDATE read goes.
+    let known = updated.read.map(|(known, _)| known).unwrap_or_default();
+    member_roles::sync_written(conn, actor, &updated.member, known)?;
     Ok(())
 }
 
