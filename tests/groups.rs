@@ -495,3 +495,58 @@ async fn every_answer_with_a_user_lists_its_groups_alike(#[case] db: Db) {
         assert!(read.body.get("groups").is_none(), "{}", read.text);
     }
 }
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn membership_events_name_only_real_changes(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let tenant = server.new_organization("acme").await;
+    let idp = tenant.scim();
+    let ada = new_user(&idp, "ada@acme.test").await;
+    let bob = new_user(&idp, "bob@acme.test").await;
+    let created = idp
+        .post(
+            "/Groups",
+            json!({"displayName": "Eng", "members": [{"value": ada}]}),
+        )
+        .await;
+    let group = created.id();
+    let path = format!("/Groups/{group}");
+    let version = |body: &Value| body["meta"]["version"].clone();
+    let before = idp.get(&path).await;
+
+    // Adding a member already there (twice over, in one operation) changes nothing.
+    let again =
+        patch(json!([{"op": "add", "path": "members", "value": [{"value": ada}, {"value": ada}]}]));
+    assert_eq!(idp.patch(&path, again).await.status, 204);
+    assert_eq!(version(&idp.get(&path).await.body), version(&before.body));
+    let added_events = || {
+        server
+            .events(&tenant.organization_id)
+            .into_iter()
+            .filter(|(_, kind, _, _)| kind == "group.members_added")
+            .map(|(_, _, data, _)| data)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(added_events().len(), 1, "only the creation's");
+
+    // A new member, a present one and an unknown id in one add: one added, one skipped.
+    let mixed = patch(json!([{"op": "add", "path": "members",
+        "value": [{"value": ada}, {"value": bob}, {"value": "member-unknown"}]}]));
+    assert_eq!(idp.patch(&path, mixed).await.status, 204);
+    let last = added_events().pop().unwrap();
+    assert_eq!(last["member_ids"], json!([bob]));
+    assert_eq!(last["skipped_member_ids"], json!(["member-unknown"]));
+
+    // Removed and added back in one request: no net change, no event.
+    let count = server.events(&tenant.organization_id).len();
+    let back = patch(json!([
+        {"op": "remove", "path": format!("members[value eq \"{bob}\"]")},
+        {"op": "add", "path": "members", "value": [{"value": bob}]}
+    ]));
+    assert_eq!(idp.patch(&path, back).await.status, 204);
+    assert_eq!(server.events(&tenant.organization_id).len(), count);
+    assert_eq!(member_ids(&idp, &group).await, sorted(&[&ada, &bob]));
+}

@@ -17,7 +17,7 @@ use super::scim_users::check_indexed_length;
 use super::{list_window, new_id, now, Actor, Listed, Read, Window};
 use crate::db::lower;
 use crate::db::schema::{group_members, members, scim_groups};
-use crate::db::{DbConn, Replanned};
+use crate::db::{DbConn, Prepared, Replanned};
 use crate::error::{Error, ScimType};
 use crate::scim::filter::{CompareOp, Filter, Literal, PatchPath};
 use crate::scim::list::{mentions, plan, Column, Columns, Condition};
@@ -535,6 +535,17 @@ fn add_members(
     let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
     let wanted: Vec<&str> = wanted.into_iter().collect();
     for chunk in wanted.chunks(ID_BATCH) {
+        if let DbConn::Postgres(pg) = conn {
+            let (valid, inserted) = add_live_members_postgres(pg, tenant, group_id, chunk)?;
+            for id in chunk {
+                if !valid.contains(*id) {
+                    change.skipped.insert(id.to_string());
+                } else if inserted.contains(*id) && !change.removed.remove(*id) {
+                    change.added.insert(id.to_string());
+                }
+            }
+            continue;
+        }
         let live = members::table
             .filter(members::scim_connection_id.eq(&tenant.connection_id))
             .filter(members::status.ne(MemberStatus::Deleted.as_str()))
@@ -571,6 +582,52 @@ fn add_members(
         }
     }
     Ok(())
+}
+
+/// `add_members`' three statements in one on PostgreSQL: which of `ids` are live users of
+/// the connection, and which of those it made members (the others were already). Kept
+/// prepared whatever the number of ids: each is a probe of a primary key, so no plan made
+/// while the group was small can read the whole group.
+fn add_live_members_postgres(
+    pg: &mut diesel::pg::PgConnection,
+    tenant: &Tenant,
+    group_id: &str,
+    ids: &[&str],
+) -> Result<(BTreeSet<String>, BTreeSet<String>), Error> {
+    use diesel::sql_types::{Array, Bool, Text};
+    #[derive(QueryableByName)]
+    struct Live {
+        #[diesel(sql_type = Text)]
+        member_id: String,
+        #[diesel(sql_type = Bool)]
+        inserted: bool,
+    }
+    let rows: Vec<Live> = Prepared(
+        diesel::sql_query(
+            "WITH live AS ( \
+                 SELECT member_id FROM members \
+                 WHERE member_id = ANY($3) AND scim_connection_id = $2 AND status <> $4), \
+             inserted AS ( \
+                 INSERT INTO group_members (group_id, member_id) \
+                 SELECT $1, member_id FROM live \
+                 ON CONFLICT DO NOTHING \
+                 RETURNING member_id) \
+             SELECT live.member_id, inserted.member_id IS NOT NULL AS inserted \
+             FROM live LEFT JOIN inserted ON inserted.member_id = live.member_id",
+        )
+        .bind::<Text, _>(group_id)
+        .bind::<Text, _>(&tenant.connection_id)
+        .bind::<Array<Text>, _>(ids)
+        .bind::<Text, _>(MemberStatus::Deleted.as_str()),
+    )
+    .load(pg)?;
+    let inserted = rows
+        .iter()
+        .filter(|row| row.inserted)
+        .map(|row| row.member_id.clone())
+        .collect();
+    let live = rows.into_iter().map(|row| row.member_id).collect();
+    Ok((live, inserted))
 }
 
 /// Which of `ids` are members of the group. One id is an `=`, kept prepared and an index probe
@@ -665,21 +722,32 @@ fn save(
     }
     after.version = before.version + 1;
     after.updated_at = now();
-    diesel::update(scim_groups::table.find(&before.group_id))
-        .set(GroupRow::from_group(&after))
-        .execute(conn)
-        .map_err(|error| display_name_conflict(error, after.display_name()))?;
+    // Every column (`treat_none_as_null`): one text, kept prepared.
+    Prepared(
+        diesel::update(scim_groups::table.find(&before.group_id))
+            .set(GroupRow::from_group(&after))
+            .returning(scim_groups::version),
+    )
+    .get_result::<i64>(conn)
+    .map_err(|error| display_name_conflict(error, after.display_name()))?;
     if after.attributes != before.attributes {
         record(actor, &after, "group.updated", after.to_value(), previous)?;
     }
     record_membership(actor, &after, &change)?;
-    let mapped = member_roles::connection_maps_groups(conn, &after.connection_id)?;
-    if mapped && lookup_key(after.display_name()) != lookup_key(before.display_name()) {
+    let renamed = lookup_key(after.display_name()) != lookup_key(before.display_name());
+    if !renamed && change.is_empty() {
+        return Ok(after);
+    }
+    // Only group roles can change: nothing to do for a connection that maps no group.
+    if !member_roles::connection_maps_groups(conn, &after.connection_id)? {
+        return Ok(after);
+    }
+    if renamed {
         // Assignments by displayName may now reach this group, or no longer.
         let everyone = members_of(conn, &after.group_id)?;
         member_roles::sync_all(conn, actor, &everyone)?;
     }
-    sync_roles(conn, actor, &after.connection_id, &change)?;
+    sync_touched(conn, actor, &change)?;
     Ok(after)
 }
 
@@ -694,6 +762,11 @@ fn sync_roles(
     if !member_roles::connection_maps_groups(conn, connection_id)? {
         return Ok(());
     }
+    sync_touched(conn, actor, change)
+}
+
+/// Re-derives the roles of the members a membership change touched.
+fn sync_touched(conn: &mut DbConn, actor: &Actor, change: &MembershipChange) -> Result<(), Error> {
     let touched: Vec<String> = change
         .added
         .iter()
