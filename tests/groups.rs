@@ -550,3 +550,38 @@ async fn membership_events_name_only_real_changes(#[case] db: Db) {
     assert_eq!(server.events(&tenant.organization_id).len(), count);
     assert_eq!(member_ids(&idp, &group).await, sorted(&[&ada, &bob]));
 }
+
+/// A user deleted while a group add of it waits on the user's row is skipped, not made a
+/// member as a tombstone: the add re-reads the row it waited for.
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn a_group_add_that_waited_for_the_users_deletion_skips_it(#[case] db: Db) {
+    use diesel::connection::SimpleConnection;
+
+    let server = TestServer::start(db).await;
+    let tenant = server.new_organization("acme").await;
+    let idp = tenant.scim();
+    let ada = new_user(&idp, "ada@acme.test").await;
+    let group = idp
+        .post("/Groups", json!({"displayName": "Eng"}))
+        .await
+        .id();
+    let mut other = server.begin_deleting_user(&ada);
+    let adding = {
+        let idp = idp.clone();
+        let path = format!("/Groups/{group}");
+        actix_rt::spawn(async move {
+            let body = patch(json!([{"op": "add", "path": "members", "value": [{"value": ada}]}]));
+            idp.patch(&path, body).await
+        })
+    };
+    actix_rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!adding.is_finished(), "the add waits for the other write");
+    other.batch_execute("COMMIT").unwrap();
+    let added = adding.await.unwrap();
+    assert_eq!(added.status, 204, "{}", added.text);
+    assert_eq!(member_ids(&idp, &group).await, Vec::<String>::new());
+    assert_eq!(server.count_rows("group_members"), 0);
+}

@@ -674,3 +674,62 @@ async fn a_user_the_idp_deletes_loses_every_grant_and_the_event_says_which(#[cas
     removed.sort();
     assert_eq!(removed, ["engineer", "staff"]);
 }
+
+/// A group-role mapping made while a member of the group is being deleted waits for the
+/// deletion and grants the deleted member nothing.
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn a_mapping_that_waited_for_a_members_deletion_grants_it_nothing(#[case] db: Db) {
+    use diesel::connection::SimpleConnection;
+
+    let server = TestServer::start(db).await;
+    let acme = server.new_organization("acme").await;
+    let org = acme.organization_id.clone();
+    let admin = server.admin();
+    let idp = acme.scim();
+    admin
+        .post(
+            &format!("/v1/organizations/{org}/roles"),
+            json!({"role_id": "engineer"}),
+        )
+        .await;
+    let ada = idp
+        .post("/Users", json!({"userName": "ada@acme.test"}))
+        .await
+        .id();
+    let group = idp
+        .post(
+            "/Groups",
+            json!({"displayName": "Engineering", "members": [{"value": ada}]}),
+        )
+        .await
+        .id();
+    let mut other = server.begin_deleting_user(&ada);
+    let mapping = {
+        let admin = admin.clone();
+        let path = format!(
+            "/v1/organizations/{org}/scim-connections/{}/group-role-assignments",
+            acme.connection_id
+        );
+        actix_rt::spawn(async move {
+            admin
+                .post(&path, json!({"group_id": group, "role_ids": ["engineer"]}))
+                .await
+        })
+    };
+    actix_rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !mapping.is_finished(),
+        "the mapping waits for the other write"
+    );
+    other.batch_execute("COMMIT").unwrap();
+    let mapped = mapping.await.unwrap();
+    assert_eq!(mapped.status, 201, "{}", mapped.text);
+    let holders = admin
+        .get(&format!("/v1/organizations/{org}/roles/engineer/members"))
+        .await;
+    assert_eq!(holders.body["member_ids"], json!([]));
+    assert_eq!(server.count_rows("member_roles"), 0);
+}

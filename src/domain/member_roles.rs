@@ -88,16 +88,22 @@ struct Facts {
 }
 
 impl Facts {
+    /// On PostgreSQL the row is locked `FOR KEY SHARE` (as a grant's foreign key would lock it
+    /// anyway): a sync that waits for the member's deletion or deactivation (which hold the
+    /// row `FOR UPDATE`) then reads the row as that left it. Without the lock it read the
+    /// member active before the wait and granted its roles after, to a member that no longer
+    /// held any.
     fn read(conn: &mut DbConn, member_id: &str) -> Result<Self, Error> {
-        let (organization_id, status, connection_id, email_domain) = members::table
-            .find(member_id)
-            .select((
-                members::organization_id,
-                members::status,
-                members::scim_connection_id,
-                members::email_domain,
-            ))
-            .first(conn)?;
+        let query = members::table.find(member_id).select((
+            members::organization_id,
+            members::status,
+            members::scim_connection_id,
+            members::email_domain,
+        ));
+        let (organization_id, status, connection_id, email_domain) = match conn {
+            DbConn::Postgres(pg) => query.for_key_share().first(pg)?,
+            DbConn::Sqlite(sqlite) => query.first(sqlite)?,
+        };
         Ok(Facts {
             organization_id,
             status,

@@ -588,6 +588,11 @@ fn add_members(
 /// the connection, and which of those it made members (the others were already). Kept
 /// prepared whatever the number of ids: each is a probe of a primary key, so no plan made
 /// while the group was small can read the whole group.
+///
+/// The users' rows are locked `FOR KEY SHARE` (as the membership's foreign key would lock them
+/// anyway), so an add that waits for a user's deletion (which holds the row `FOR UPDATE`)
+/// reads the row again once it is deleted, and skips it: without the lock, the user was read
+/// live before the wait and became a member after its deletion, a tombstone in the group.
 fn add_live_members_postgres(
     pg: &mut diesel::pg::PgConnection,
     tenant: &Tenant,
@@ -606,7 +611,8 @@ fn add_live_members_postgres(
         diesel::sql_query(
             "WITH live AS ( \
                  SELECT member_id FROM members \
-                 WHERE member_id = ANY($3) AND scim_connection_id = $2 AND status <> $4), \
+                 WHERE member_id = ANY($3) AND scim_connection_id = $2 AND status <> $4 \
+                 FOR KEY SHARE), \
              inserted AS ( \
                  INSERT INTO group_members (group_id, member_id) \
                  SELECT $1, member_id FROM live \

@@ -287,6 +287,33 @@ impl TestServer {
             .collect()
     }
 
+    /// Begins another writer's deletion of the user, as DELETE /Users does it: the user's row
+    /// locked (PostgreSQL `FOR UPDATE`; SQLite's write lock), its status `deleted`, its group
+    /// memberships gone. Nothing is committed until the caller runs `COMMIT` on what this
+    /// returns: a write that needs the row waits until then.
+    pub fn begin_deleting_user(
+        &self,
+        member_id: &str,
+    ) -> diesel::r2d2::PooledConnection<db::Manager> {
+        use diesel::connection::SimpleConnection;
+        let mut other = self.pool.get().unwrap();
+        // Ids are UUIDs: nothing to quote.
+        let lock = match self.db {
+            Db::Sqlite => "BEGIN IMMEDIATE".to_string(),
+            Db::Postgres => format!(
+                "BEGIN; SELECT member_id FROM members WHERE member_id = '{member_id}' FOR UPDATE"
+            ),
+        };
+        other.batch_execute(&lock).unwrap();
+        other
+            .batch_execute(&format!(
+                "UPDATE members SET status = 'deleted' WHERE member_id = '{member_id}'; \
+                 DELETE FROM group_members WHERE member_id = '{member_id}'"
+            ))
+            .unwrap();
+        other
+    }
+
     pub fn count_rows(&self, table: &str) -> i64 {
         #[derive(QueryableByName)]
         struct Count {
