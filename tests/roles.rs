@@ -733,3 +733,92 @@ async fn a_mapping_that_waited_for_a_members_deletion_grants_it_nothing(#[case] 
     assert_eq!(holders.body["member_ids"], json!([]));
     assert_eq!(server.count_rows("member_roles"), 0);
 }
+
+/// A group write that removes a member being deleted neither waits for the deletion nor
+/// deadlocks with it: it holds the membership row the deletion needs, so it must not wait
+/// for the member's row (PostgreSQL; SQLite has one writer, and the removal waits its turn).
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn removing_a_member_being_deleted_from_a_mapped_group_does_not_deadlock(#[case] db: Db) {
+    use diesel::connection::SimpleConnection;
+
+    let server = TestServer::start(db).await;
+    let acme = server.new_organization("acme").await;
+    let org = acme.organization_id.clone();
+    let admin = server.admin();
+    let idp = acme.scim();
+    admin
+        .post(
+            &format!("/v1/organizations/{org}/roles"),
+            json!({"role_id": "engineer"}),
+        )
+        .await;
+    let ada = idp
+        .post("/Users", json!({"userName": "ada@acme.test"}))
+        .await
+        .id();
+    let group = idp
+        .post(
+            "/Groups",
+            json!({"displayName": "Engineering", "members": [{"value": ada}]}),
+        )
+        .await
+        .id();
+    let mapped = admin
+        .post(
+            &format!(
+                "/v1/organizations/{org}/scim-connections/{}/group-role-assignments",
+                acme.connection_id
+            ),
+            json!({"group_id": group, "role_ids": ["engineer"]}),
+        )
+        .await;
+    assert_eq!(mapped.status, 201, "{}", mapped.text);
+    // Another writer begins deleting the user: its row locked, nothing else yet.
+    let mut other = server.pool.get().unwrap();
+    other
+        .batch_execute(&match db {
+            Db::Sqlite => "BEGIN IMMEDIATE".to_string(),
+            Db::Postgres => {
+                format!("BEGIN; SELECT member_id FROM members WHERE member_id = '{ada}' FOR UPDATE")
+            }
+        })
+        .unwrap();
+    let removing = {
+        let idp = idp.clone();
+        let path = format!("/Groups/{group}");
+        let member = format!("members[value eq \"{ada}\"]");
+        actix_rt::spawn(async move {
+            let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "remove", "path": member}]});
+            idp.patch(&path, body).await
+        })
+    };
+    actix_rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    let finished_first = removing.is_finished();
+    // The deletion goes on: it needs the membership row the removal held. Had the removal
+    // waited for the member's row, PostgreSQL would now find a deadlock and abort one of them
+    // (after its `deadlock_timeout`). Either way the other transaction ends before asserting,
+    // so that a failure does not leave it open and the server waiting on it.
+    let deletion = other.batch_execute(&format!(
+        "UPDATE members SET status = 'deleted' WHERE member_id = '{ada}'; \
+         DELETE FROM group_members WHERE member_id = '{ada}'; \
+         DELETE FROM member_roles WHERE member_id = '{ada}'; COMMIT"
+    ));
+    if deletion.is_err() {
+        other.batch_execute("ROLLBACK").unwrap();
+    }
+    let removed = removing.await.unwrap();
+    if db == Db::Postgres {
+        assert!(
+            finished_first,
+            "the removal does not wait for the member's row"
+        );
+    }
+    deletion.unwrap();
+    assert_eq!(removed.status, 204, "{}", removed.text);
+    assert_eq!(server.count_rows("group_members"), 0);
+    assert_eq!(server.count_rows("member_roles"), 0);
+}

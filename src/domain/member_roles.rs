@@ -42,7 +42,7 @@ pub fn sync(
     actor: &Actor,
     member_id: &str,
 ) -> Result<(Vec<Grant>, Vec<Grant>), Error> {
-    let facts = Facts::read(conn, member_id)?;
+    let facts = Facts::read(conn, member_id, true)?;
     sync_member(conn, actor, member_id, facts, Known::default())
 }
 
@@ -88,12 +88,12 @@ struct Facts {
 }
 
 impl Facts {
-    /// On PostgreSQL the row is locked `FOR KEY SHARE` (as a grant's foreign key would lock it
-    /// anyway): a sync that waits for the member's deletion or deactivation (which hold the
-    /// row `FOR UPDATE`) then reads the row as that left it. Without the lock it read the
-    /// member active before the wait and granted its roles after, to a member that no longer
-    /// held any.
-    fn read(conn: &mut DbConn, member_id: &str) -> Result<Self, Error> {
+    /// With `lock`, on PostgreSQL, the row is locked `FOR KEY SHARE` (as a grant's foreign key
+    /// would lock it anyway): a sync that waits for the member's deletion or deactivation
+    /// (which hold the row `FOR UPDATE`) then reads the row as that left it. Without the lock
+    /// it read the member active before the wait and granted its roles after, to a member
+    /// that no longer held any.
+    fn read(conn: &mut DbConn, member_id: &str, lock: bool) -> Result<Self, Error> {
         let query = members::table.find(member_id).select((
             members::organization_id,
             members::status,
@@ -101,8 +101,8 @@ impl Facts {
             members::email_domain,
         ));
         let (organization_id, status, connection_id, email_domain) = match conn {
-            DbConn::Postgres(pg) => query.for_key_share().first(pg)?,
-            DbConn::Sqlite(sqlite) => query.first(sqlite)?,
+            DbConn::Postgres(pg) if lock => query.for_key_share().first(pg)?,
+            _ => query.first(conn)?,
         };
         Ok(Facts {
             organization_id,
@@ -333,12 +333,34 @@ pub fn connection_maps_groups(conn: &mut DbConn, connection_id: &str) -> Result<
         .is_some())
 }
 
-/// `sync` for each of these members.
+/// `sync` for each of these members, their rows locked as `sync` locks them.
 pub fn sync_all(conn: &mut DbConn, actor: &Actor, member_ids: &[String]) -> Result<(), Error> {
+    sync_many(conn, actor, member_ids, true)
+}
+
+/// `sync_all` for the members a group's membership change touched, their rows not locked.
+/// The group write holds the membership rows it changed, and a member's deletion (holding the
+/// member's row) waits for those: locking the member here would deadlock with it. The members
+/// the write added are locked already (`scim_groups`), and for one it removed the sync only
+/// takes grants away, which its deletion does too.
+pub fn sync_after_membership_change(
+    conn: &mut DbConn,
+    actor: &Actor,
+    member_ids: &[String],
+) -> Result<(), Error> {
+    sync_many(conn, actor, member_ids, false)
+}
+
+fn sync_many(
+    conn: &mut DbConn,
+    actor: &Actor,
+    member_ids: &[String],
+    lock: bool,
+) -> Result<(), Error> {
     // Read once for the members of one organization (they usually all are), if one is active.
     let mut read: Option<(String, organizations::OrganizationSettings)> = None;
     for member_id in member_ids {
-        let facts = Facts::read(conn, member_id)?;
+        let facts = Facts::read(conn, member_id, lock)?;
         let active = facts.status == MemberStatus::Active.as_str();
         if active
             && read

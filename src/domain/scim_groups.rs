@@ -779,7 +779,7 @@ fn sync_touched(conn: &mut DbConn, actor: &Actor, change: &MembershipChange) -> 
         .chain(&change.removed)
         .cloned()
         .collect();
-    member_roles::sync_all(conn, actor, &touched)
+    member_roles::sync_after_membership_change(conn, actor, &touched)
 }
 
 /// DELETE /Groups/{id}: the group and all its memberships.
@@ -799,7 +799,8 @@ pub fn delete(
         Vec::new()
     };
     diesel::delete(scim_groups::table.find(&group.group_id)).execute(conn)?;
-    member_roles::sync_all(conn, actor, &former_members)?;
+    // The memberships went with the group (cascade), their rows held by this write.
+    member_roles::sync_after_membership_change(conn, actor, &former_members)?;
     record(
         actor,
         &group,
