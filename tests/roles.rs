@@ -182,6 +182,33 @@ async fn roles_of(
     roles
 }
 
+/// An organization with an `engineer` role and its SCIM user ada, member of its group
+/// Engineering (no group mapped to a role yet): the tenant, ada's id and the group's.
+async fn ada_in_engineering(server: &TestServer) -> (common::Tenant, String, String) {
+    let acme = server.new_organization("acme").await;
+    let org = &acme.organization_id;
+    server
+        .admin()
+        .post(
+            &format!("/v1/organizations/{org}/roles"),
+            json!({"role_id": "engineer"}),
+        )
+        .await;
+    let idp = acme.scim();
+    let ada = idp
+        .post("/Users", json!({"userName": "ada@acme.test"}))
+        .await
+        .id();
+    let group = idp
+        .post(
+            "/Groups",
+            json!({"displayName": "Engineering", "members": [{"value": ada}]}),
+        )
+        .await
+        .id();
+    (acme, ada, group)
+}
+
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
     items
         .iter()
@@ -685,27 +712,9 @@ async fn a_mapping_that_waited_for_a_members_deletion_grants_it_nothing(#[case] 
     use diesel::connection::SimpleConnection;
 
     let server = TestServer::start(db).await;
-    let acme = server.new_organization("acme").await;
+    let (acme, ada, group) = ada_in_engineering(&server).await;
     let org = acme.organization_id.clone();
     let admin = server.admin();
-    let idp = acme.scim();
-    admin
-        .post(
-            &format!("/v1/organizations/{org}/roles"),
-            json!({"role_id": "engineer"}),
-        )
-        .await;
-    let ada = idp
-        .post("/Users", json!({"userName": "ada@acme.test"}))
-        .await
-        .id();
-    let group = idp
-        .post(
-            "/Groups",
-            json!({"displayName": "Engineering", "members": [{"value": ada}]}),
-        )
-        .await
-        .id();
     let mut other = server.begin_deleting_user(&ada);
     let mapping = {
         let admin = admin.clone();
@@ -745,27 +754,10 @@ async fn removing_a_member_being_deleted_from_a_mapped_group_does_not_deadlock(#
     use diesel::connection::SimpleConnection;
 
     let server = TestServer::start(db).await;
-    let acme = server.new_organization("acme").await;
+    let (acme, ada, group) = ada_in_engineering(&server).await;
     let org = acme.organization_id.clone();
     let admin = server.admin();
     let idp = acme.scim();
-    admin
-        .post(
-            &format!("/v1/organizations/{org}/roles"),
-            json!({"role_id": "engineer"}),
-        )
-        .await;
-    let ada = idp
-        .post("/Users", json!({"userName": "ada@acme.test"}))
-        .await
-        .id();
-    let group = idp
-        .post(
-            "/Groups",
-            json!({"displayName": "Engineering", "members": [{"value": ada}]}),
-        )
-        .await
-        .id();
     let mapped = admin
         .post(
             &format!(
