@@ -209,6 +209,14 @@ async fn ada_in_engineering(server: &TestServer) -> (common::Tenant, String, Str
     (acme, ada, group)
 }
 
+/// The group-role assignments of the tenant's connection.
+fn assignments_of(tenant: &common::Tenant) -> String {
+    format!(
+        "/v1/organizations/{}/scim-connections/{}/group-role-assignments",
+        tenant.organization_id, tenant.connection_id
+    )
+}
+
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
     items
         .iter()
@@ -226,10 +234,7 @@ async fn group_roles_follow_membership_mappings_and_lifecycle(#[case] db: Db) {
     let org = acme.organization_id.clone();
     let admin = server.admin();
     let idp = acme.scim();
-    let assignments = format!(
-        "/v1/organizations/{org}/scim-connections/{}/group-role-assignments",
-        acme.connection_id
-    );
+    let assignments = assignments_of(&acme);
     admin
         .post(
             &format!("/v1/organizations/{org}/roles"),
@@ -395,10 +400,7 @@ async fn a_mapping_must_name_a_group_of_its_connection_and_real_roles(#[case] db
             json!({"role_id": "engineer"}),
         )
         .await;
-    let assignments = format!(
-        "/v1/organizations/{org}/scim-connections/{}/group-role-assignments",
-        acme.connection_id
-    );
+    let assignments = assignments_of(&acme);
     for (body, error_type) in [
         (
             json!({"group_id": foreign_group, "role_ids": ["engineer"]}),
@@ -465,10 +467,7 @@ async fn after_any_sequence_of_changes_roles_equal_roles_derived_from_scratch(#[
         let org = tenant.organization_id.clone();
         let admin = server.admin();
         let idp = tenant.scim();
-        let assignments = format!(
-            "/v1/organizations/{org}/scim-connections/{}/group-role-assignments",
-            tenant.connection_id
-        );
+        let assignments = assignments_of(&tenant);
         let role_ids = ["r1", "r2", "r3"];
         for role in role_ids {
             admin
@@ -650,10 +649,7 @@ async fn a_user_the_idp_deletes_loses_every_grant_and_the_event_says_which(#[cas
     assert_eq!(mapped.status, 200, "{}", mapped.text);
     admin
         .post(
-            &format!(
-                "/v1/organizations/{org}/scim-connections/{}/group-role-assignments",
-                acme.connection_id
-            ),
+            &assignments_of(&acme),
             json!({"group_display_name": "Engineering", "role_ids": ["engineer"]}),
         )
         .await;
@@ -718,10 +714,7 @@ async fn a_mapping_that_waited_for_a_members_deletion_grants_it_nothing(#[case] 
     let mut other = server.begin_deleting_user(&ada);
     let mapping = {
         let admin = admin.clone();
-        let path = format!(
-            "/v1/organizations/{org}/scim-connections/{}/group-role-assignments",
-            acme.connection_id
-        );
+        let path = assignments_of(&acme);
         actix_rt::spawn(async move {
             admin
                 .post(&path, json!({"group_id": group, "role_ids": ["engineer"]}))
@@ -755,29 +748,17 @@ async fn removing_a_member_being_deleted_from_a_mapped_group_does_not_deadlock(#
 
     let server = TestServer::start(db).await;
     let (acme, ada, group) = ada_in_engineering(&server).await;
-    let org = acme.organization_id.clone();
     let admin = server.admin();
     let idp = acme.scim();
     let mapped = admin
         .post(
-            &format!(
-                "/v1/organizations/{org}/scim-connections/{}/group-role-assignments",
-                acme.connection_id
-            ),
+            &assignments_of(&acme),
             json!({"group_id": group, "role_ids": ["engineer"]}),
         )
         .await;
     assert_eq!(mapped.status, 201, "{}", mapped.text);
     // Another writer begins deleting the user: its row locked, nothing else yet.
-    let mut other = server.pool.get().unwrap();
-    other
-        .batch_execute(&match db {
-            Db::Sqlite => "BEGIN IMMEDIATE".to_string(),
-            Db::Postgres => {
-                format!("BEGIN; SELECT member_id FROM members WHERE member_id = '{ada}' FOR UPDATE")
-            }
-        })
-        .unwrap();
+    let mut other = server.begin_locking_user(&ada);
     let removing = {
         let idp = idp.clone();
         let path = format!("/Groups/{group}");

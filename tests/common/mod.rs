@@ -293,11 +293,10 @@ impl TestServer {
             .collect()
     }
 
-    /// Begins another writer's deletion of the user, as DELETE /Users does it: the user's row
-    /// locked (PostgreSQL `FOR UPDATE`; SQLite's write lock), its status `deleted`, its group
-    /// memberships gone. Nothing is committed until the caller runs `COMMIT` on what this
-    /// returns: a write that needs the row waits until then.
-    pub fn begin_deleting_user(
+    /// Begins another writer's transaction holding the user's row, as a write of the user
+    /// does first (PostgreSQL `FOR UPDATE`; SQLite's write lock). Nothing is committed until
+    /// the caller runs `COMMIT` on what this returns: a write that needs the row waits.
+    pub fn begin_locking_user(
         &self,
         member_id: &str,
     ) -> diesel::r2d2::PooledConnection<db::Manager> {
@@ -311,6 +310,17 @@ impl TestServer {
             ),
         };
         other.batch_execute(&lock).unwrap();
+        other
+    }
+
+    /// `begin_locking_user`, then the user's deletion as DELETE /Users does it: its status
+    /// `deleted`, its group memberships gone, still uncommitted.
+    pub fn begin_deleting_user(
+        &self,
+        member_id: &str,
+    ) -> diesel::r2d2::PooledConnection<db::Manager> {
+        use diesel::connection::SimpleConnection;
+        let mut other = self.begin_locking_user(member_id);
         other
             .batch_execute(&format!(
                 "UPDATE members SET status = 'deleted' WHERE member_id = '{member_id}'; \
