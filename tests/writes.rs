@@ -475,11 +475,10 @@ impl Kept {
 }
 
 #[rstest]
-#[case::sqlite(Db::Sqlite, 3)]
-#[case::postgres(Db::Postgres, 1)]
-fn an_event_is_numbered_and_written_by_statements_kept_prepared(
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+fn an_event_is_numbered_and_written_by_statements_kept_prepared_or_sent_with_the_commit(
     #[case] db: Db,
-    #[case] numbering: usize,
 ) {
     use scimd::db::schema::event_log;
     use scimd::domain::{organizations, Actor};
@@ -499,10 +498,11 @@ fn an_event_is_numbered_and_written_by_statements_kept_prepared(
     }
     assert_eq!(kept.event_statements(), 0);
 
-    // ... but the counters that number an event, and its INSERT, are prepared once, at the
-    // connection's first event (here the organization's creation), and reused: on SQLite the
-    // organization's sequence, the feed's position and the INSERT; on PostgreSQL one statement
-    // for all three.
+    // ... but on SQLite the counters that number an event (the organization's sequence, the
+    // feed's position) and its INSERT are prepared once, at the connection's first event (here
+    // the organization's creation), and reused. On PostgreSQL a change's events are numbered
+    // and inserted by one statement sent with the COMMIT, its values in its text: nothing is
+    // kept.
     let fields = organizations::OrganizationFields {
         organization_name: Some("Prepared".into()),
         organization_slug: Some("prepared".into()),
@@ -512,11 +512,13 @@ fn an_event_is_numbered_and_written_by_statements_kept_prepared(
         organizations::create(tx, &Actor::cli(), fields)
     })
     .unwrap();
-    assert_eq!(
-        kept.event_statements(),
-        numbering,
-        "kept at the first event"
-    );
+    let at_first_event = match db {
+        Db::Sqlite => 3,
+        Db::Postgres => 0,
+    };
+    assert_eq!(kept.event_statements(), at_first_event);
+    // An event written early (`record_now`), which must return its place in the feed, is
+    // numbered by the same statement with bound values on PostgreSQL, kept from its first use.
     let record = |conn: &mut DbConn| {
         db::write(conn, |tx| {
             let organization_id = &organization.organization_id;
@@ -525,8 +527,10 @@ fn an_event_is_numbered_and_written_by_statements_kept_prepared(
         .unwrap()
     };
     let first = record(&mut conn);
+    assert_eq!(kept.event_statements(), 1 - at_first_event.min(1));
     let second = record(&mut conn);
     assert_eq!(kept.event_statements(), 0, "reused by the next events");
+    assert_eq!(first.sequence, 2, "the creation's event is the first");
     assert_eq!(second.sequence, first.sequence + 1);
     assert!(second.log_position > first.log_position);
 }
@@ -701,4 +705,120 @@ fn a_savepoint_outside_a_write_is_refused(#[case] db: Db) {
         .map(|(_, _, subject)| subject)
         .collect();
     assert_eq!(subjects, ["own"]);
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+fn event_values_are_written_exactly_whatever_characters_they_hold(#[case] db: Db) {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    use scimd::db::schema::events;
+
+    let database = TestDatabase::new(db);
+    let pool = database.migrated_pool(1);
+    let mut conn = pool.get().unwrap();
+    let organization = organization_named(&mut conn, "characters");
+    // On PostgreSQL an event's values go into the text of the statement sent with the
+    // COMMIT: quotes, backslashes, escapes of every kind must come back as they went in.
+    let known = [
+        "'",
+        "\\",
+        "\\'",
+        "''",
+        "E'\\x41'",
+        "$$",
+        "'); DROP TABLE events; --",
+        "\\0 \\u0041 \\n",
+        "line\nbreak\ttab\r",
+        "ünïcødé ✓ 𝔘",
+        "\u{1}\u{7f}",
+    ];
+    let conn = std::cell::RefCell::new(conn);
+    let written_back = |subject: &str| -> Result<(), TestCaseError> {
+        let mut conn = conn.borrow_mut();
+        db::write(&mut conn, |_| record(&organization, subject)).unwrap();
+        let written: String = events::table
+            .filter(events::organization_id.eq(&organization))
+            .order(events::sequence.desc())
+            .select(events::subject_id)
+            .first(&mut **conn)
+            .unwrap();
+        prop_assert_eq!(written.as_str(), subject);
+        Ok(())
+    };
+    for subject in known {
+        written_back(subject).unwrap();
+    }
+    let any_text = any::<String>().prop_filter("NUL cannot be sent", |text| !text.contains('\0'));
+    TestRunner::new(Config::with_cases(64))
+        .run(&any_text, |subject| written_back(&subject))
+        .unwrap();
+}
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+fn a_value_with_a_nul_fails_its_write_alone(#[case] db: Db) {
+    let database = TestDatabase::new(db);
+    let pool = database.migrated_pool(1);
+    let mut conn = pool.get().unwrap();
+    let organization = organization_named(&mut conn, "nul");
+    // Neither database stores NUL in text; the write fails whole, and the connection is
+    // left usable for the next.
+    let failed = db::write(&mut conn, |_| record(&organization, "before\0after"));
+    assert!(failed.is_err() || db == Db::Sqlite, "{failed:?}");
+    db::write(&mut conn, |_| record(&organization, "next")).unwrap();
+    let subjects: Vec<String> = recorded_events(&mut conn)
+        .into_iter()
+        .map(|(_, _, subject)| subject)
+        .filter(|subject| !subject.starts_with("before"))
+        .collect();
+    assert_eq!(subjects, ["next"]);
+}
+
+#[test]
+fn a_commit_that_fails_takes_the_change_and_its_events_with_it() {
+    // Only PostgreSQL can refuse a COMMIT: here a deferred trigger, checked at commit time,
+    // rejects a counter above 1. The commit is sent with the events' statement.
+    let (database, pool) = with_counter(Db::Postgres);
+    drop(pool);
+    let pool = database.migrated_pool(2);
+    let mut conn = pool.get().unwrap();
+    let organization = organization_named(&mut conn, "refused");
+    conn.batch_execute(
+        "CREATE FUNCTION refuse_above_one() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.n > 1 THEN RAISE EXCEPTION 'counter above one'; END IF;
+             RETURN NEW;
+         END $$;
+         CREATE CONSTRAINT TRIGGER at_commit AFTER UPDATE ON counter
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_above_one();",
+    )
+    .unwrap();
+    let change = |conn: &mut DbConn| {
+        record(&organization, "counted")?;
+        bump(conn)
+    };
+    assert_eq!(db::write(&mut conn, change).unwrap(), 1);
+    let refused = db::write(&mut conn, change).unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("counter above one"),
+        "{refused:?}"
+    );
+    // Nothing of the refused write remains: neither its change nor its event.
+    assert_eq!(counter(&mut conn).unwrap(), 1);
+    let subjects: Vec<String> = recorded_events(&mut conn)
+        .into_iter()
+        .map(|(_, _, subject)| subject)
+        .collect();
+    assert_eq!(subjects, ["counted"]);
+    // The connection came back out of the transaction: the next write runs, and commits.
+    diesel::sql_query("DROP TRIGGER at_commit ON counter")
+        .execute(&mut *conn)
+        .unwrap();
+    assert_eq!(db::write(&mut conn, change).unwrap(), 2);
+    drop(conn);
+    let mut other = pool.get().unwrap();
+    assert_eq!(counter(&mut other).unwrap(), 2);
 }

@@ -453,14 +453,59 @@ where
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
-            Some(writer)
+            writer
         }
         DbConn::Postgres(pg) => {
             AnsiTransactionManager::begin_transaction(pg)?;
-            None
+            return run_to_commit(conn, change);
         }
     };
     run_to_end(conn, |tx| with_outbox(tx, change))
+}
+
+/// PostgreSQL's `write` once its transaction has begun: `change`, then its events and the
+/// `COMMIT` sent as one (`Outbox::write_and_commit`). Numbering the events locks the
+/// organization's row until the commit, so every other write of the organization waits from
+/// that statement to the commit; with the `COMMIT` in a round trip of its own, that wait
+/// included the time the `COMMIT` took to come back from this process, which under load was
+/// as long as the commit itself (BENCHMARKS.md, "The commit sent with the events"). A panic or
+/// an error rolls the transaction back, unless it ended already: a `COMMIT` that fails ends
+/// its transaction too.
+fn run_to_commit<T, E>(
+    conn: &mut DbConn,
+    change: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let outbox = Outbox::open();
+        let value = change(&mut *conn)?;
+        outbox.write_and_commit(&mut *conn)?;
+        Ok(value)
+    }));
+    let rollback = |conn: &mut DbConn| {
+        // diesel follows libpq's transaction status after every statement: once the
+        // `COMMIT` ran, failed or not, it knows that no transaction is open.
+        let DbConn::Postgres(pg) = conn else {
+            return;
+        };
+        let open = AnsiTransactionManager::transaction_manager_status_mut(pg).transaction_depth();
+        if !matches!(open, Ok(None)) {
+            let _ = AnsiTransactionManager::rollback_transaction(pg);
+        }
+    };
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => {
+            rollback(conn);
+            Err(error)
+        }
+        Err(panic) => {
+            rollback(conn);
+            resume_unwind(panic)
+        }
+    }
 }
 
 /// Runs `change`, then writes the events it recorded, as its last statement
@@ -624,6 +669,27 @@ diesel::define_sql_function! {
     /// SQL `lower`. PostgreSQL folds all of Unicode, SQLite only ASCII: compare it with
     /// ASCII text, or accept the difference.
     fn lower(text: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// `text` as a PostgreSQL escape string constant, `E'…'`, for a statement sent without bound
+/// values: `batch_execute`, the only way diesel sends several statements in one round trip.
+/// In such a constant a backslash escapes the character after it and a quote is written
+/// twice; with those two escaped every other character stands for itself, whatever the
+/// server's `standard_conforming_strings` (the client encoding is UTF-8, where no byte of
+/// another character reads as `\` or `'`). A NUL cannot be sent at all: libpq takes the
+/// statement as a C string, and diesel refuses it with an error before sending anything.
+pub fn postgres_literal(text: &str) -> String {
+    let mut literal = String::with_capacity(text.len() + 3);
+    literal.push_str("E'");
+    for character in text.chars() {
+        match character {
+            '\\' => literal.push_str("\\\\"),
+            '\'' => literal.push_str("''"),
+            other => literal.push(other),
+        }
+    }
+    literal.push('\'');
+    literal
 }
 
 /// A LIKE pattern (with `\` as its escape) matching text that contains `text` literally.

@@ -7,7 +7,8 @@
 //! that commit (PostgreSQL), so writes of one organization queue on that lock: every
 //! statement between the numbering and the commit was time all the others waited. Under
 //! `patch` on PostgreSQL that lock was most of a request's wait (BENCHMARKS.md, "The
-//! organization's lock, taken last").
+//! organization's lock, taken last"), so on PostgreSQL the events' statement travels with the
+//! `COMMIT` itself ([`Outbox::write_and_commit`]).
 
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
@@ -15,6 +16,7 @@ use std::marker::PhantomData;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::NaiveDateTime;
+use diesel::connection::{SimpleConnection, TransactionManager};
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
@@ -85,7 +87,7 @@ pub fn take_recorded() -> bool {
 
 /// The events a change records, from when it opens to when it is written: `db::write` opens
 /// one around each change and writes it after the change returns, as the change's last
-/// statement. Dropped unwritten (the change failed, or panicked), it discards them. Opened
+/// statement (on PostgreSQL together with the `COMMIT`). Dropped unwritten (the change failed, or panicked), it discards them. Opened
 /// around a savepoint and [`kept`](Outbox::keep) when that is released, it leaves them to the
 /// enclosing change's outbox.
 pub struct Outbox {
@@ -130,6 +132,31 @@ impl Outbox {
         });
         drop(self);
         write_recorded(conn, events).map(drop)
+    }
+
+    /// Writes the events recorded since it opened and commits the transaction, on PostgreSQL
+    /// in one round trip (`db::write`): the statements that number and insert them, with the
+    /// values written into their text, and `COMMIT`, sent together. PostgreSQL runs them in
+    /// order and stops at the first that fails, which leaves the transaction to be rolled
+    /// back; a `COMMIT` that fails ends it.
+    pub fn write_and_commit(self, conn: &mut DbConn) -> diesel::QueryResult<()> {
+        let DbConn::Postgres(pg) = conn else {
+            self.write(conn)?;
+            return <DbConn as Connection>::TransactionManager::commit_transaction(conn);
+        };
+        let events = RECORDED_EVENTS.with(|recorded| {
+            let mut recorded = recorded.borrow_mut();
+            let mark = self.mark.min(recorded.len());
+            recorded.split_off(mark)
+        });
+        drop(self);
+        let mut statements = String::new();
+        for of_one in by_organization(events).chunk_by(same_organization) {
+            statements.push_str(&numbering_with_values(of_one));
+            statements.push_str("; ");
+        }
+        statements.push_str("COMMIT");
+        pg.batch_execute(&statements)
     }
 
     /// Leaves its events to the outbox around it.
@@ -230,16 +257,14 @@ pub fn record_now(
 /// were recorded. Returns each organization's last (position, sequence).
 fn write_recorded(
     conn: &mut DbConn,
-    mut events: Vec<Recorded>,
+    events: Vec<Recorded>,
 ) -> diesel::QueryResult<Vec<(String, (i64, i64))>> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    // Organizations are locked in one order (by id) whatever the order of their events, so
-    // two changes that both record for two organizations cannot deadlock on them.
-    events.sort_by(|a, b| a.organization_id.cmp(&b.organization_id));
+    let events = by_organization(events);
     let mut written = Vec::new();
-    for of_one in events.chunk_by(|a, b| a.organization_id == b.organization_id) {
+    for of_one in events.chunk_by(same_organization) {
         let organization_id = &of_one[0].organization_id;
         let last = match conn {
             DbConn::Postgres(pg) => write_numbered_postgres(pg, organization_id, of_one)?,
@@ -249,6 +274,81 @@ fn write_recorded(
     }
     Ok(written)
 }
+
+/// `events` in the order organizations are locked in to number them: by id, whatever the
+/// order they were recorded in, so that two changes that both record for two organizations
+/// cannot deadlock on them. The sort is stable: each organization's stay in recorded order.
+fn by_organization(mut events: Vec<Recorded>) -> Vec<Recorded> {
+    events.sort_by(|a, b| a.organization_id.cmp(&b.organization_id));
+    events
+}
+
+fn same_organization(a: &Recorded, b: &Recorded) -> bool {
+    a.organization_id == b.organization_id
+}
+
+/// The statement that numbers one organization's events and inserts them, with `values`
+/// standing for, in order: the organization, how many events, and arrays of their ids, types,
+/// sources, actors, subjects, data, previous values and times. If the organization's row is
+/// gone, every event gets no sequence number, which the column refuses: the statement fails
+/// (organization deletions write their own event first, through `record_now`).
+fn numbering_statement(values: [&str; 10]) -> String {
+    let [organization, count, ids, types, sources, actors, subjects, data, previous, times] =
+        values;
+    format!(
+        "WITH numbered AS ( \
+             UPDATE organizations \
+             SET event_sequence = event_sequence + {count}, \
+                 event_log_position = \
+                     GREATEST(event_log_position, pg_current_xact_id()::text::bigint) \
+             WHERE organization_id = {organization} \
+             RETURNING event_sequence - {count} AS before, event_log_position) \
+         INSERT INTO events (event_id, organization_id, sequence, event_type, source, \
+             actor, subject_id, data, previous, occurred_at, log_position) \
+         SELECT e.event_id, {organization}, numbered.before + e.n, e.event_type, e.source, \
+             e.actor, e.subject_id, e.data, e.previous, e.occurred_at, \
+             numbered.event_log_position \
+         FROM unnest({ids}, {types}, {sources}, {actors}, {subjects}, {data}, {previous}, \
+                 {times}) WITH ORDINALITY \
+             AS e(event_id, event_type, source, actor, subject_id, data, previous, \
+                  occurred_at, n) \
+             LEFT JOIN numbered ON true"
+    )
+}
+
+/// `numbering_statement` for one organization's `events`, their values in its text (see
+/// `Outbox::write_and_commit`).
+fn numbering_with_values(events: &[Recorded]) -> String {
+    let literal = |text: &str| crate::db::postgres_literal(text);
+    let array = |of: &dyn Fn(&Recorded) -> String, sql_type: &str| {
+        let values: Vec<String> = events.iter().map(of).collect();
+        format!("ARRAY[{}]::{sql_type}[]", values.join(", "))
+    };
+    numbering_statement([
+        &literal(&events[0].organization_id),
+        &events.len().to_string(),
+        &array(&|_| literal(&new_id("event")), "text"),
+        &array(&|e| literal(e.event_type), "text"),
+        &array(&|e| literal(e.source), "text"),
+        &array(&|e| literal(&e.actor), "text"),
+        &array(&|e| literal(&e.subject_id), "text"),
+        &array(&|e| literal(&e.data), "text"),
+        &array(
+            &|e| e.previous.as_deref().map_or_else(|| "NULL".into(), literal),
+            "text",
+        ),
+        &array(
+            &|e| literal(&e.occurred_at.format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
+            "timestamp",
+        ),
+    ])
+}
+
+/// `numbering_statement` with its values bound, returning each event's place.
+static NUMBERING_BOUND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let values = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10"];
+    numbering_statement(values) + " RETURNING log_position, sequence"
+});
 
 /// One statement numbers the organization's events and inserts them: the organization's row
 /// is locked from it to the commit, a round trip instead of two. A position is the writing
@@ -269,38 +369,22 @@ fn write_numbered_postgres(
     }
     let column = |of: fn(&Recorded) -> String| events.iter().map(of).collect::<Vec<_>>();
     let numbered: Vec<Numbered> = Prepared(
-        diesel::sql_query(
-            "WITH numbered AS ( \
-                 UPDATE organizations \
-                 SET event_sequence = event_sequence + $2, \
-                     event_log_position = \
-                         GREATEST(event_log_position, pg_current_xact_id()::text::bigint) \
-                 WHERE organization_id = $1 \
-                 RETURNING event_sequence - $2 AS before, event_log_position) \
-             INSERT INTO events (event_id, organization_id, sequence, event_type, source, \
-                 actor, subject_id, data, previous, occurred_at, log_position) \
-             SELECT e.event_id, $1, numbered.before + e.n, e.event_type, e.source, e.actor, \
-                 e.subject_id, e.data, e.previous, e.occurred_at, numbered.event_log_position \
-             FROM numbered, unnest($3, $4, $5, $6, $7, $8, $9, $10) WITH ORDINALITY \
-                 AS e(event_id, event_type, source, actor, subject_id, data, previous, \
-                      occurred_at, n) \
-             RETURNING log_position, sequence",
-        )
-        .bind::<Text, _>(organization_id)
-        .bind::<BigInt, _>(events.len() as i64)
-        .bind::<Array<Text>, _>(column(|_| new_id("event")))
-        .bind::<Array<Text>, _>(column(|e| e.event_type.to_string()))
-        .bind::<Array<Text>, _>(column(|e| e.source.to_string()))
-        .bind::<Array<Text>, _>(column(|e| e.actor.clone()))
-        .bind::<Array<Text>, _>(column(|e| e.subject_id.clone()))
-        .bind::<Array<Text>, _>(column(|e| e.data.clone()))
-        .bind::<Array<Nullable<Text>>, _>(
-            events
-                .iter()
-                .map(|e| e.previous.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Timestamp>, _>(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>()),
+        diesel::sql_query(NUMBERING_BOUND.as_str())
+            .bind::<Text, _>(organization_id)
+            .bind::<BigInt, _>(events.len() as i64)
+            .bind::<Array<Text>, _>(column(|_| new_id("event")))
+            .bind::<Array<Text>, _>(column(|e| e.event_type.to_string()))
+            .bind::<Array<Text>, _>(column(|e| e.source.to_string()))
+            .bind::<Array<Text>, _>(column(|e| e.actor.clone()))
+            .bind::<Array<Text>, _>(column(|e| e.subject_id.clone()))
+            .bind::<Array<Text>, _>(column(|e| e.data.clone()))
+            .bind::<Array<Nullable<Text>>, _>(
+                events
+                    .iter()
+                    .map(|e| e.previous.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Timestamp>, _>(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>()),
     )
     .load(pg)?;
     // No row: the organization is gone (its deletion records with `record_now` first).
