@@ -585,3 +585,139 @@ async fn a_group_add_that_waited_for_the_users_deletion_skips_it(#[case] db: Db)
     assert_eq!(member_ids(&idp, &group).await, Vec::<String>::new());
     assert_eq!(server.count_rows("group_members"), 0);
 }
+
+/// A user's deletion takes it out of its groups, and each of them changed: a new version
+/// (an If-None-Match with the old ETag gets the group, not 304), a later lastModified, and a
+/// `group.members_removed` naming the user. A group it was not in keeps its version.
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn deleting_a_user_changes_each_group_it_leaves(#[case] db: Db) {
+    let server = TestServer::start(db).await;
+    let tenant = server.new_organization("acme").await;
+    let idp = tenant.scim();
+    let ada = new_user(&idp, "ada@acme.test").await;
+    let bob = new_user(&idp, "bob@acme.test").await;
+    let mut groups = Vec::new();
+    for (name, members) in [
+        ("Eng", vec![&ada, &bob]),
+        ("Ops", vec![&ada]),
+        ("HR", vec![&bob]),
+    ] {
+        let members: Vec<Value> = members.iter().map(|id| json!({"value": id})).collect();
+        let created = idp
+            .post("/Groups", json!({"displayName": name, "members": members}))
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        groups.push(created);
+    }
+    let paths: Vec<String> = groups
+        .iter()
+        .map(|g| format!("/Groups/{}", g.id()))
+        .collect();
+    let etags: Vec<String> = groups
+        .iter()
+        .map(|g| g.header("etag").expect("an ETag").to_string())
+        .collect();
+
+    assert_eq!(idp.delete(&format!("/Users/{ada}")).await.status, 204);
+
+    for (n, changed) in [(0, true), (1, true), (2, false)] {
+        let read = idp
+            .send(
+                "GET",
+                &paths[n],
+                None,
+                &[("If-None-Match", etags[n].as_str())],
+            )
+            .await;
+        if changed {
+            assert_eq!(read.status, 200, "{}: {}", paths[n], read.text);
+            assert_ne!(read.header("etag"), Some(etags[n].as_str()));
+            assert!(
+                read.body["meta"]["lastModified"].as_str().unwrap()
+                    >= groups[n].body["meta"]["lastModified"].as_str().unwrap()
+            );
+        } else {
+            assert_eq!(read.status, 304, "{}: {}", paths[n], read.text);
+        }
+    }
+    assert_eq!(member_ids(&idp, &groups[0].id()).await, vec![bob.clone()]);
+    assert_eq!(
+        member_ids(&idp, &groups[1].id()).await,
+        Vec::<String>::new()
+    );
+
+    let mut removed: Vec<(String, Value)> = server
+        .events(&tenant.organization_id)
+        .into_iter()
+        .filter(|(_, kind, _, _)| kind == "group.members_removed")
+        .map(|(_, _, data, _)| (data["group_id"].as_str().unwrap().to_string(), data))
+        .collect();
+    removed.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut expected: Vec<(String, Value)> = [&groups[0], &groups[1]]
+        .iter()
+        .map(|g| {
+            let id = g.id();
+            (id.clone(), json!({"group_id": id, "member_ids": [ada]}))
+        })
+        .collect();
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(removed, expected);
+}
+
+/// A group's write holds its group, then takes the rows of the members it adds or removes; a
+/// user's deletion takes the user's groups before the user, the same order, so the two wait
+/// for each other instead of deadlocking (PostgreSQL would fail one with 503).
+#[rstest]
+#[case::postgres(Db::Postgres)]
+#[case::sqlite(Db::Sqlite)]
+#[actix_rt::test]
+async fn a_users_deletion_waits_for_a_write_holding_its_group(#[case] db: Db) {
+    use diesel::connection::SimpleConnection;
+
+    let server = TestServer::start(db).await;
+    let tenant = server.new_organization("acme").await;
+    let idp = tenant.scim();
+    let ada = new_user(&idp, "ada@acme.test").await;
+    let group = idp
+        .post(
+            "/Groups",
+            json!({"displayName": "Eng", "members": [{"value": ada}]}),
+        )
+        .await;
+    let group_id = group.id();
+    // Another writer holds the group, as a group's PATCH does from its start ...
+    let mut other = server.pool.get().unwrap();
+    let hold_group = match db {
+        Db::Sqlite => "BEGIN IMMEDIATE".to_string(),
+        Db::Postgres => format!(
+            "BEGIN; SET LOCAL statement_timeout = '5s'; \
+             SELECT group_id FROM scim_groups WHERE group_id = '{group_id}' FOR UPDATE"
+        ),
+    };
+    other.batch_execute(&hold_group).unwrap();
+    let deleting = {
+        let idp = idp.clone();
+        let path = format!("/Users/{ada}");
+        actix_rt::spawn(async move { idp.delete(&path).await })
+    };
+    actix_rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    let waited = !deleting.is_finished();
+    // ... and then takes the user's row, as its add or removal of the user would: the
+    // deletion has not taken it yet, so this does not wait for it. (Asserted once the other
+    // transaction is over: until then a failed test would hang on it.)
+    let outcome = match db {
+        Db::Sqlite => Ok(()),
+        Db::Postgres => other.batch_execute(&format!(
+            "SELECT member_id FROM members WHERE member_id = '{ada}' FOR KEY SHARE"
+        )),
+    };
+    other.batch_execute("COMMIT").unwrap();
+    assert!(waited, "the deletion waits for the group");
+    assert!(outcome.is_ok(), "{outcome:?}");
+    let deleted = deleting.await.unwrap();
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert_eq!(member_ids(&idp, &group_id).await, Vec::<String>::new());
+}

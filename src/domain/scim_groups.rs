@@ -810,10 +810,65 @@ pub fn delete(
     )
 }
 
-/// Removes a member from every group, as its deletion requires.
-pub fn remove_from_all_groups(conn: &mut DbConn, member_id: &str) -> Result<(), Error> {
-    diesel::delete(group_members::table.filter(group_members::member_id.eq(member_id)))
+/// Locks the groups of `tenant` that `member_id` belongs to, in id order, before its deletion
+/// takes the member's row. A group's write takes its group's row first, then the rows of the
+/// members it adds (`FOR KEY SHARE`); a deletion that held the member and then marked its
+/// groups changed ([`remove_from_all_groups`]) would take them the other way round, and the
+/// two could deadlock. A group the member joins between this and the member's lock is marked
+/// unlocked: the write that added it has committed by then (it held the member's row). On
+/// SQLite every write holds the one write lock from its start: nothing to order.
+pub fn lock_groups_of(conn: &mut DbConn, tenant: &Tenant, member_id: &str) -> Result<(), Error> {
+    let DbConn::Postgres(pg) = conn else {
+        return Ok(());
+    };
+    let memberships = group_members::table
+        .filter(group_members::member_id.eq(member_id))
+        .select(group_members::group_id);
+    scim_groups::table
+        .filter(scim_groups::connection_id.eq(&tenant.connection_id))
+        .filter(scim_groups::group_id.eq_any(memberships))
+        .order(scim_groups::group_id.asc())
+        .select(scim_groups::group_id)
+        .for_no_key_update()
+        .load::<String>(pg)?;
+    Ok(())
+}
+
+/// Removes a member from every group, as its deletion requires. Each group it leaves has
+/// changed: a new version (its ETag) and `meta.lastModified`, and a `group.members_removed`,
+/// as a PATCH removing it would record. Call [`lock_groups_of`] before locking the member.
+pub fn remove_from_all_groups(
+    conn: &mut DbConn,
+    actor: &Actor,
+    organization_id: &str,
+    member_id: &str,
+) -> Result<(), Error> {
+    let mut left: Vec<String> =
+        diesel::delete(group_members::table.filter(group_members::member_id.eq(member_id)))
+            .returning(group_members::group_id)
+            .get_results(conn)?;
+    if left.is_empty() {
+        return Ok(());
+    }
+    left.sort();
+    diesel::update(scim_groups::table.filter(scim_groups::group_id.eq_any(&left)))
+        .set((
+            scim_groups::version.eq(scim_groups::version + 1),
+            scim_groups::updated_at.eq(now()),
+        ))
         .execute(conn)?;
+    for group_id in &left {
+        events::record(
+            organization_id,
+            actor,
+            Event {
+                event_type: "group.members_removed",
+                subject_id: group_id,
+                data: json!({ "group_id": group_id, "member_ids": [member_id] }),
+                previous: None,
+            },
+        )?;
+    }
     Ok(())
 }
 

@@ -701,6 +701,7 @@ pub fn delete(
     id: &str,
     expected: Option<&[i64]>,
 ) -> Result<(), Error> {
+    scim_groups::lock_groups_of(conn, tenant, id)?;
     let before = get_for_write(conn, tenant, id)?;
     super::check_version(before.version, expected)?;
     let after = Member {
@@ -709,7 +710,7 @@ pub fn delete(
     };
     let nothing = diesel::dsl::sql("NULL");
     let updated = members::update_with(conn, actor, &before, after, "member.deleted", nothing)?;
-    scim_groups::remove_from_all_groups(conn, &before.member_id)?;
+    scim_groups::remove_from_all_groups(conn, actor, &tenant.organization_id, &before.member_id)?;
     // A deleted member holds no roles: every grant its UPDATE read goes.
     let known = updated.read.map(|(known, _)| known).unwrap_or_default();
     member_roles::sync_written(conn, actor, &updated.member, known)?;
