@@ -87,9 +87,10 @@ pub fn take_recorded() -> bool {
 
 /// The events a change records, from when it opens to when it is written: `db::write` opens
 /// one around each change and writes it after the change returns, as the change's last
-/// statement (on PostgreSQL together with the `COMMIT`). Dropped unwritten (the change failed, or panicked), it discards them. Opened
-/// around a savepoint and [`kept`](Outbox::keep) when that is released, it leaves them to the
-/// enclosing change's outbox.
+/// statement (on PostgreSQL together with the `COMMIT`). Dropped unwritten (the change
+/// failed, or panicked), it discards them. Opened around a savepoint and
+/// [`kept`](Outbox::keep) when that is released, it leaves them to the enclosing change's
+/// outbox.
 pub struct Outbox {
     /// How many events were waiting when it opened: they are not its own.
     mark: usize,

@@ -815,8 +815,9 @@ pub fn delete(
 /// members it adds (`FOR KEY SHARE`); a deletion that held the member and then marked its
 /// groups changed ([`remove_from_all_groups`]) would take them the other way round, and the
 /// two could deadlock. A group the member joins between this and the member's lock is marked
-/// unlocked: the write that added it has committed by then (it held the member's row). On
-/// SQLite every write holds the one write lock from its start: nothing to order.
+/// changed without having been locked here: the write that added the member held the
+/// member's row, so it has committed by the time the deletion holds that row. On SQLite every
+/// write holds the one write lock from its start: nothing to order.
 pub fn lock_groups_of(conn: &mut DbConn, tenant: &Tenant, member_id: &str) -> Result<(), Error> {
     let DbConn::Postgres(pg) = conn else {
         return Ok(());
