@@ -443,3 +443,59 @@ async fn allowed_domains_are_indexed_and_follow_updates(#[case] db: Db) {
     );
     assert_eq!(server.count_rows("organization_domains"), 1);
 }
+
+/// Two updates of one organization at once each keep what the other changed: an update
+/// reads the organization under the lock it writes it with. Here another writer renames the
+/// organization while an update of its domains is under way.
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+#[actix_rt::test]
+async fn concurrent_updates_of_one_organization_lose_nothing(#[case] db: Db) {
+    use diesel::connection::SimpleConnection;
+
+    let server = TestServer::start(db).await;
+    let admin = server.admin();
+    let created = admin.post("/v1/organizations", acme()).await;
+    let id = created.body["organization"]["organization_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The other writer holds the organization's row and renames it, as an update does.
+    let mut other = server.pool.get().unwrap();
+    let rename = match db {
+        Db::Sqlite => format!(
+            "BEGIN IMMEDIATE; UPDATE organizations SET name = 'Acme Renamed' \
+             WHERE organization_id = '{id}'"
+        ),
+        Db::Postgres => format!(
+            "BEGIN; SET LOCAL statement_timeout = '5s'; \
+             SELECT organization_id FROM organizations WHERE organization_id = '{id}' FOR UPDATE; \
+             UPDATE organizations SET name = 'Acme Renamed' WHERE organization_id = '{id}'"
+        ),
+    };
+    other.batch_execute(&rename).unwrap();
+    let updating = {
+        let admin = admin.clone();
+        let path = format!("/v1/organizations/{id}");
+        actix_rt::spawn(async move {
+            admin
+                .patch(&path, json!({"email_allowed_domains": ["acme.io"]}))
+                .await
+        })
+    };
+    actix_rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    let waited = !updating.is_finished();
+    other.batch_execute("COMMIT").unwrap();
+    assert!(waited, "the update waits for the other writer");
+    let updated = updating.await.unwrap();
+    assert_eq!(updated.status, 200, "{}", updated.text);
+    let organization = &updated.body["organization"];
+    assert_eq!(organization["organization_name"], "Acme Renamed");
+    assert_eq!(organization["email_allowed_domains"], json!(["acme.io"]));
+    let read = admin.get(&format!("/v1/organizations/{id}")).await;
+    assert_eq!(
+        read.body["organization"]["organization_name"],
+        "Acme Renamed"
+    );
+}

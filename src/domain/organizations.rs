@@ -325,6 +325,27 @@ pub fn find(conn: &mut DbConn, id_or_slug: &str) -> Result<Organization, Error> 
         .into_organization()
 }
 
+/// Holds the organization's row until the write ends (PostgreSQL `FOR NO KEY UPDATE`; a
+/// write on SQLite holds the database's write lock already), so that an update writes over
+/// what it read: two updates at once then keep each other's changes, where the later used to
+/// write back what it had read before the earlier committed.
+fn lock(conn: &mut DbConn, id_or_slug: &str) -> Result<(), Error> {
+    let DbConn::Postgres(pg) = conn else {
+        return Ok(());
+    };
+    let ids = organizations::table.select(organizations::organization_id);
+    if id_or_slug.starts_with("organization-") {
+        ids.filter(organizations::organization_id.eq(id_or_slug))
+            .for_no_key_update()
+            .execute(pg)?;
+    } else {
+        ids.filter(organizations::slug.eq(id_or_slug.to_ascii_lowercase()))
+            .for_no_key_update()
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
 /// The organization's settings alone (role derivation and provisioning rules read them on
 /// every write).
 pub fn settings(conn: &mut DbConn, organization_id: &str) -> Result<OrganizationSettings, Error> {
@@ -379,6 +400,7 @@ pub fn update(
     organization_id: &str,
     fields: OrganizationFields,
 ) -> Result<Organization, Error> {
+    lock(conn, organization_id)?;
     let before = find(conn, organization_id)?;
     let mut after = before.clone();
     apply_fields(&mut after, fields)?;
