@@ -671,6 +671,33 @@ diesel::define_sql_function! {
     fn lower(text: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
+/// Holds the row of `table` whose `key` columns have the values given until the write ends
+/// (PostgreSQL `FOR NO KEY UPDATE`, the lock an UPDATE of it takes; a write on SQLite holds
+/// the database's write lock from its start). A write that reads a row and writes it back
+/// takes it first: two such writes at once then run one after the other, and the later no
+/// longer writes back what the earlier changed (a lost update). `table` and the columns are
+/// names from this code, never from input; the values are bound.
+pub fn hold_row(conn: &mut DbConn, table: &str, key: &[(&str, &str)]) -> Result<(), Error> {
+    let DbConn::Postgres(pg) = conn else {
+        return Ok(());
+    };
+    let condition: Vec<String> = key
+        .iter()
+        .zip(1..)
+        .map(|((column, _), n)| format!("{column} = ${n}"))
+        .collect();
+    let statement = format!(
+        "SELECT 1 FROM {table} WHERE {} FOR NO KEY UPDATE",
+        condition.join(" AND ")
+    );
+    let mut query = diesel::sql_query(statement).into_boxed::<diesel::pg::Pg>();
+    for (_, value) in key {
+        query = query.bind::<diesel::sql_types::Text, _>(*value);
+    }
+    diesel::RunQueryDsl::execute(query, pg)?;
+    Ok(())
+}
+
 /// `text` as a PostgreSQL escape string constant, `E'…'`, for a statement sent without bound
 /// values: `batch_execute`, the only way diesel sends several statements in one round trip.
 /// In such a constant a backslash escapes the character after it and a quote is written

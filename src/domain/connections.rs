@@ -238,6 +238,11 @@ pub fn update(
     connection_id: &str,
     fields: ConnectionFields,
 ) -> Result<Connection, Error> {
+    let key = [
+        ("organization_id", organization_id),
+        ("connection_id", connection_id),
+    ];
+    crate::db::hold_row(conn, "scim_connections", &key)?;
     let before = find(conn, organization_id, connection_id)?;
     let mut after = before.clone();
     if let Some(name) = fields.display_name {

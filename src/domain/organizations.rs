@@ -325,25 +325,15 @@ pub fn find(conn: &mut DbConn, id_or_slug: &str) -> Result<Organization, Error> 
         .into_organization()
 }
 
-/// Holds the organization's row until the write ends (PostgreSQL `FOR NO KEY UPDATE`; a
-/// write on SQLite holds the database's write lock already), so that an update writes over
-/// what it read: two updates at once then keep each other's changes, where the later used to
-/// write back what it had read before the earlier committed.
+/// Holds the organization's row until the write ends (`db::hold_row`), so that an update
+/// writes over what it read.
 fn lock(conn: &mut DbConn, id_or_slug: &str) -> Result<(), Error> {
-    let DbConn::Postgres(pg) = conn else {
-        return Ok(());
-    };
-    let ids = organizations::table.select(organizations::organization_id);
     if id_or_slug.starts_with("organization-") {
-        ids.filter(organizations::organization_id.eq(id_or_slug))
-            .for_no_key_update()
-            .execute(pg)?;
+        crate::db::hold_row(conn, "organizations", &[("organization_id", id_or_slug)])
     } else {
-        ids.filter(organizations::slug.eq(id_or_slug.to_ascii_lowercase()))
-            .for_no_key_update()
-            .execute(pg)?;
+        let slug = id_or_slug.to_ascii_lowercase();
+        crate::db::hold_row(conn, "organizations", &[("slug", &slug)])
     }
-    Ok(())
 }
 
 /// The organization's settings alone (role derivation and provisioning rules read them on

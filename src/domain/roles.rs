@@ -202,6 +202,8 @@ pub fn update(
     role_id: &str,
     fields: RoleFields,
 ) -> Result<Role, Error> {
+    let key = [("organization_id", organization_id), ("role_id", role_id)];
+    crate::db::hold_row(conn, "roles", &key)?;
     let before = find(conn, organization_id, role_id)?;
     if fields
         .role_id

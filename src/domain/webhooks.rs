@@ -377,6 +377,10 @@ pub fn update(
     only: Option<&str>,
     fields: WebhookFields,
 ) -> Result<Webhook, Error> {
+    // An organization's caller holds only its own organization's webhook.
+    let mut key = vec![("webhook_id", webhook_id)];
+    key.extend(only.map(|organization_id| ("organization_id", organization_id)));
+    crate::db::hold_row(conn, "webhooks", &key)?;
     let before = find(conn, webhook_id, only)?;
     if fields.organization_id.is_some() {
         return Err(Error::invalid(

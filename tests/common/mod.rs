@@ -330,6 +330,23 @@ impl TestServer {
         other
     }
 
+    /// Begins another writer's transaction and runs `statement` in it (an UPDATE holds the
+    /// rows it changes until `COMMIT`; on SQLite the transaction holds the write lock), for a
+    /// test of a write that must wait for it (`while_held`). On PostgreSQL its statements give
+    /// up after 5 s rather than hang a failing test.
+    pub fn begin_changing(&self, statement: &str) -> diesel::r2d2::PooledConnection<db::Manager> {
+        use diesel::connection::SimpleConnection;
+        let mut other = self.pool.get().unwrap();
+        let begin = match self.db {
+            Db::Sqlite => "BEGIN IMMEDIATE",
+            Db::Postgres => "BEGIN; SET LOCAL statement_timeout = '5s'",
+        };
+        other
+            .batch_execute(&format!("{begin}; {statement}"))
+            .unwrap();
+        other
+    }
+
     pub fn count_rows(&self, table: &str) -> i64 {
         #[derive(QueryableByName)]
         struct Count {
@@ -349,6 +366,23 @@ impl Drop for TestServer {
         let stop = self.handle.stop(false);
         actix_rt::spawn(stop);
     }
+}
+
+/// Sends `request` while `other` holds its transaction (`TestServer::begin_changing`), commits
+/// `other` 300 ms later, and returns whether the request was still waiting then, and its
+/// response. The transaction ends before anything is asserted: a test failing while it is
+/// open would hang on it.
+pub async fn while_held(
+    mut other: diesel::r2d2::PooledConnection<db::Manager>,
+    request: impl std::future::Future<Output = Response> + 'static,
+) -> (bool, Response) {
+    use diesel::connection::SimpleConnection;
+    let pending = actix_rt::spawn(request);
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    let waited = !pending.is_finished();
+    other.batch_execute("COMMIT").unwrap();
+    drop(other);
+    (waited, pending.await.unwrap())
 }
 
 /// A new organization made of `fields` with one SCIM connection, straight through the domain
