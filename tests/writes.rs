@@ -822,3 +822,41 @@ fn a_commit_that_fails_takes_the_change_and_its_events_with_it() {
     let mut other = pool.get().unwrap();
     assert_eq!(counter(&mut other).unwrap(), 2);
 }
+
+#[rstest]
+#[case::sqlite(Db::Sqlite)]
+#[case::postgres(Db::Postgres)]
+fn a_change_with_many_events_binds_them_instead_of_writing_them_out(#[case] db: Db) {
+    use scimd::domain::events::EVENTS_SENT_WITH_THE_COMMIT;
+
+    let database = TestDatabase::new(db);
+    let pool = database.migrated_pool(1);
+    let mut conn = pool.get().unwrap();
+    let organization = organization_named(&mut conn, "many");
+    let kept = Kept::default();
+    conn.set_instrumentation(kept.clone());
+    let record_several = |conn: &mut DbConn, count: usize, prefix: &str| {
+        db::write(conn, |_| {
+            (0..count).try_for_each(|n| record(&organization, &format!("{prefix}{n:03}")))
+        })
+        .unwrap();
+    };
+    // As many as go with the COMMIT on PostgreSQL: in its text, nothing kept ...
+    record_several(&mut conn, EVENTS_SENT_WITH_THE_COMMIT, "a");
+    let at_most = kept.event_statements();
+    // ... one more, and they are bound, by the statement kept prepared.
+    record_several(&mut conn, EVENTS_SENT_WITH_THE_COMMIT + 1, "b");
+    let beyond = kept.event_statements();
+    if db == Db::Postgres {
+        assert_eq!((at_most, beyond), (0, 1));
+    }
+    // Either way every event is written, numbered in the order it was recorded.
+    let mut recorded = recorded_events(&mut conn);
+    recorded.sort_by_key(|(_, sequence, _)| *sequence);
+    let subjects: Vec<String> = recorded.into_iter().map(|(_, _, s)| s).collect();
+    let expected: Vec<String> = (0..EVENTS_SENT_WITH_THE_COMMIT)
+        .map(|n| format!("a{n:03}"))
+        .chain((0..=EVENTS_SENT_WITH_THE_COMMIT).map(|n| format!("b{n:03}")))
+        .collect();
+    assert_eq!(subjects, expected);
+}

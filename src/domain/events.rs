@@ -140,17 +140,25 @@ impl Outbox {
     /// values written into their text, and `COMMIT`, sent together. PostgreSQL runs them in
     /// order and stops at the first that fails, which leaves the transaction to be rolled
     /// back; a `COMMIT` that fails ends it.
+    ///
+    /// A change with many events (a group's deletion re-deriving the roles of 100,000 members
+    /// records one each) writes them with bound values and commits apart, as SQLite does:
+    /// their values written out as text would make a statement of tens of megabytes for
+    /// PostgreSQL to parse, where bound arrays cost what their values do.
     pub fn write_and_commit(self, conn: &mut DbConn) -> diesel::QueryResult<()> {
-        let DbConn::Postgres(pg) = conn else {
-            self.write(conn)?;
-            return <DbConn as Connection>::TransactionManager::commit_transaction(conn);
-        };
         let events = RECORDED_EVENTS.with(|recorded| {
             let mut recorded = recorded.borrow_mut();
             let mark = self.mark.min(recorded.len());
             recorded.split_off(mark)
         });
         drop(self);
+        let pg = match conn {
+            DbConn::Postgres(pg) if events.len() <= EVENTS_SENT_WITH_THE_COMMIT => pg,
+            _ => {
+                write_recorded(conn, events)?;
+                return <DbConn as Connection>::TransactionManager::commit_transaction(conn);
+            }
+        };
         let mut statements = String::new();
         for of_one in by_organization(events).chunk_by(same_organization) {
             statements.push_str(&numbering_with_values(of_one));
@@ -275,6 +283,10 @@ fn write_recorded(
     }
     Ok(written)
 }
+
+/// The most events `Outbox::write_and_commit` sends with the `COMMIT`, their values in the
+/// statement's text; more are bound. IdPs' writes record one to a few.
+pub const EVENTS_SENT_WITH_THE_COMMIT: usize = 64;
 
 /// `events` in the order organizations are locked in to number them: by id, whatever the
 /// order they were recorded in, so that two changes that both record for two organizations
