@@ -126,13 +126,16 @@ impl Outbox {
 
     /// Writes the events recorded since it opened, in the order they were recorded.
     pub fn write(self, conn: &mut DbConn) -> diesel::QueryResult<()> {
-        let events = RECORDED_EVENTS.with(|recorded| {
+        write_recorded(conn, self.take()).map(drop)
+    }
+
+    /// The events recorded since it opened, taken from the thread's, in recorded order.
+    fn take(self) -> Vec<Recorded> {
+        RECORDED_EVENTS.with(|recorded| {
             let mut recorded = recorded.borrow_mut();
             let mark = self.mark.min(recorded.len());
             recorded.split_off(mark)
-        });
-        drop(self);
-        write_recorded(conn, events).map(drop)
+        })
     }
 
     /// Writes the events recorded since it opened and commits the transaction, on PostgreSQL
@@ -146,12 +149,7 @@ impl Outbox {
     /// their values written out as text would make a statement of tens of megabytes for
     /// PostgreSQL to parse, where bound arrays cost what their values do.
     pub fn write_and_commit(self, conn: &mut DbConn) -> diesel::QueryResult<()> {
-        let events = RECORDED_EVENTS.with(|recorded| {
-            let mut recorded = recorded.borrow_mut();
-            let mark = self.mark.min(recorded.len());
-            recorded.split_off(mark)
-        });
-        drop(self);
+        let events = self.take();
         let pg = match conn {
             DbConn::Postgres(pg) if events.len() <= EVENTS_SENT_WITH_THE_COMMIT => pg,
             _ => {
