@@ -501,8 +501,8 @@ fn an_event_is_numbered_and_written_by_statements_kept_prepared_or_sent_with_the
     // ... but on SQLite the counters that number an event (the organization's sequence, the
     // feed's position) and its INSERT are prepared once, at the connection's first event (here
     // the organization's creation), and reused. On PostgreSQL a change's events are numbered
-    // and inserted by one statement sent with the COMMIT, its values in its text: nothing is
-    // kept.
+    // and inserted by a call of a PL/pgSQL function sent with the COMMIT, its values in its
+    // text: nothing is kept here (the function keeps its own plan).
     let fields = organizations::OrganizationFields {
         organization_name: Some("Prepared".into()),
         organization_slug: Some("prepared".into()),

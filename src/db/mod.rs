@@ -409,6 +409,10 @@ fn apply_migrations(conn: &mut DbConn) -> Result<Vec<String>, Error> {
             .map(|versions| versions.iter().map(ToString::to_string).collect()),
     };
     let applied = applied.map_err(|error| Error::Internal(format!("migration failed: {error}")))?;
+    if let DbConn::Postgres(pg) = conn {
+        // PostgreSQL's only object outside `migrations/` (see `numbering_function`).
+        pg.batch_execute(&crate::domain::events::numbering_function())?;
+    }
     if applied.iter().any(|version| version == FILTER_COLUMNS) {
         index_stored_users(conn)?;
     }

@@ -139,10 +139,10 @@ impl Outbox {
     }
 
     /// Writes the events recorded since it opened and commits the transaction, on PostgreSQL
-    /// in one round trip (`db::write`): the statements that number and insert them, with the
-    /// values written into their text, and `COMMIT`, sent together. PostgreSQL runs them in
-    /// order and stops at the first that fails, which leaves the transaction to be rolled
-    /// back; a `COMMIT` that fails ends it.
+    /// in one round trip (`db::write`): a call of the numbering function for each
+    /// organization (`numbering_function`), the values written into its text, and `COMMIT`,
+    /// sent together. PostgreSQL runs them in order and stops at the first that fails, which
+    /// leaves the transaction to be rolled back; a `COMMIT` that fails ends it.
     ///
     /// A change with many events (a group's deletion re-deriving the roles of 100,000 members
     /// records one each) writes them with bound values and commits apart, as SQLite does:
@@ -327,32 +327,68 @@ fn numbering_statement(values: [&str; 10]) -> String {
     )
 }
 
-/// `numbering_statement` for one organization's `events`, their values in its text (see
-/// `Outbox::write_and_commit`).
+/// The PostgreSQL function that runs `numbering_statement` with its arguments, so that the
+/// statement sent with the `COMMIT` is a call with the values written out, and the plan of
+/// what it runs is PL/pgSQL's, made once a connection. Sent as a statement of its own, the
+/// same text was parsed and planned at every write: about 200 µs of PostgreSQL's CPU, and
+/// `patch` 15–25% slower (BENCHMARKS.md, "The commit sent with the events").
+///
+/// It lives beside the schema, not in `migrations/` (those run on SQLite too): `db::migrate`
+/// creates or replaces it after the migrations, under their lock. Its name carries a version,
+/// to be raised whenever its arguments or what it does change, so that processes of two
+/// versions sharing a database each call their own.
+pub fn numbering_function() -> String {
+    let parameters = [
+        "p_organization",
+        "p_count",
+        "p_ids",
+        "p_types",
+        "p_sources",
+        "p_actors",
+        "p_subjects",
+        "p_data",
+        "p_previous",
+        "p_times",
+    ];
+    format!(
+        "CREATE OR REPLACE FUNCTION {NUMBERING_FUNCTION}( \
+             p_organization text, p_count bigint, p_ids text[], p_types text[], \
+             p_sources text[], p_actors text[], p_subjects text[], p_data text[], \
+             p_previous text[], p_times timestamp[]) \
+         RETURNS void LANGUAGE plpgsql AS $numbering$ BEGIN {}; END $numbering$",
+        numbering_statement(parameters)
+    )
+}
+
+const NUMBERING_FUNCTION: &str = "scimd_number_events_v1";
+
+/// The call of the numbering function for one organization's `events`, their values in its
+/// text (see `Outbox::write_and_commit`).
 fn numbering_with_values(events: &[Recorded]) -> String {
     let literal = |text: &str| crate::db::postgres_literal(text);
     let array = |of: &dyn Fn(&Recorded) -> String, sql_type: &str| {
         let values: Vec<String> = events.iter().map(of).collect();
         format!("ARRAY[{}]::{sql_type}[]", values.join(", "))
     };
-    numbering_statement([
-        &literal(&events[0].organization_id),
-        &events.len().to_string(),
-        &array(&|_| literal(&new_id("event")), "text"),
-        &array(&|e| literal(e.event_type), "text"),
-        &array(&|e| literal(e.source), "text"),
-        &array(&|e| literal(&e.actor), "text"),
-        &array(&|e| literal(&e.subject_id), "text"),
-        &array(&|e| literal(&e.data), "text"),
-        &array(
+    let arguments = [
+        literal(&events[0].organization_id),
+        events.len().to_string(),
+        array(&|_| literal(&new_id("event")), "text"),
+        array(&|e| literal(e.event_type), "text"),
+        array(&|e| literal(e.source), "text"),
+        array(&|e| literal(&e.actor), "text"),
+        array(&|e| literal(&e.subject_id), "text"),
+        array(&|e| literal(&e.data), "text"),
+        array(
             &|e| e.previous.as_deref().map_or_else(|| "NULL".into(), literal),
             "text",
         ),
-        &array(
+        array(
             &|e| literal(&e.occurred_at.format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
             "timestamp",
         ),
-    ])
+    ];
+    format!("SELECT {NUMBERING_FUNCTION}({})", arguments.join(", "))
 }
 
 /// `numbering_statement` with its values bound, returning each event's place.
