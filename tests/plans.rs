@@ -5,6 +5,7 @@
 
 mod common;
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use serde_json::{json, Value};
@@ -25,11 +26,17 @@ struct Read {
 
 /// The `group_members` rows this transaction has read so far, by index or by scan.
 fn rows_read(tx: &mut DbConn) -> i64 {
+    rows_read_of(tx, "group_members")
+}
+
+/// The rows of `table` this transaction has read so far, by index or by scan.
+fn rows_read_of(tx: &mut DbConn, table: &str) -> i64 {
     diesel::sql_query(
         "SELECT (COALESCE(idx_tup_fetch, 0) + COALESCE(seq_tup_read, 0))::bigint AS rows \
-         FROM pg_stat_xact_user_tables WHERE relname = 'group_members' \
+         FROM pg_stat_xact_user_tables WHERE relname = $1 \
          AND schemaname = current_schema()",
     )
+    .bind::<diesel::sql_types::Text, _>(table)
     .get_result::<Read>(tx)
     .map_or(0, |read| read.rows)
 }
@@ -284,4 +291,91 @@ fn filters_of_ever_new_shapes_keep_no_statement_prepared() {
         bounded,
         "no statement kept for a later sort"
     );
+}
+
+/// `sw` finds its users through an index on PostgreSQL as on SQLite: the range beside its
+/// `LIKE` is in code point order, which an index answers only on a column in the "C"
+/// collation, whatever the database's own (`db::migrate` keeps them so). In the database's
+/// collation every key of the connection was read.
+#[test]
+fn starts_with_reads_the_matching_users_only() {
+    use scimd::domain::Window;
+    use scimd::scim::filter::Filter;
+
+    let database = TestDatabase::new(Db::Postgres);
+    let pool = database.migrated_pool(1);
+    let mut conn = pool.get().unwrap();
+    let tenant = db::write(&mut conn, |tx| {
+        let tenant = common::organization_with_connection(
+            tx,
+            OrganizationFields {
+                organization_name: Some("Prefix".into()),
+                organization_slug: Some("prefix".into()),
+                ..Default::default()
+            },
+        )?;
+        let documents: Vec<Value> = (0..2_000)
+            .map(|n| {
+                let name = format!("user{n}@prefix.test");
+                json!({"userName": name, "emails": [{"value": name, "type": "work"}]})
+            })
+            .collect();
+        for created in scim_users::create_many(tx, &tenant, &Actor::cli(), &documents)? {
+            created?;
+        }
+        Ok::<_, Error>(tenant)
+    })
+    .unwrap();
+    db::refresh_statistics_after_load(&mut conn).unwrap();
+    // (matches, rows of `table` read) for a filter, listed as the handler lists.
+    let list = |conn: &mut DbConn, filter: &str, table: &str| {
+        let filter = Filter::parse(filter).unwrap();
+        let window = Window::Index {
+            start_index: 1,
+            count: 100,
+        };
+        db::read(conn, |tx| {
+            let before = rows_read_of(tx, table);
+            let listed = scim_users::list(tx, &tenant, "", Some(&filter), &window, None)?;
+            Ok::<_, Error>((listed.total, rows_read_of(tx, table) - before))
+        })
+        .unwrap()
+    };
+    let checks = [
+        ("userName sw \"user1999@\"", "members"),
+        ("userName sw \"USER199\"", "members"),
+        ("emails.value sw \"user1999@\"", "member_emails"),
+    ];
+    let check = |conn: &mut DbConn| {
+        for (filter, table) in checks {
+            let (total, read) = list(conn, filter, table);
+            let expected = if filter.contains("USER199") { 11 } else { 1 };
+            assert_eq!(total, expected, "{filter}");
+            // The matches, each read for the page and for the count, and the index's
+            // neighbours: not the connection's 2,000.
+            assert!(read <= 50, "{filter} read {read} rows of {table}");
+        }
+    };
+    check(&mut conn);
+
+    // A column a later migration put back in the database's collation is put in "C" again
+    // at the next start. (Each step is a process of its own: a change of a column's type
+    // fails the statements a running process keeps prepared that return it.)
+    conn.batch_execute(
+        "ALTER TABLE members ALTER COLUMN scim_user_name_key TYPE text COLLATE \"default\"",
+    )
+    .unwrap();
+    drop((conn, pool));
+    let before_the_start = db::connect(&database.url, 1).unwrap();
+    let (_, read) = list(
+        &mut before_the_start.get().unwrap(),
+        "userName sw \"user1999@\"",
+        "members",
+    );
+    assert!(
+        read >= 2_000,
+        "in the database's collation the range only filters ({read})"
+    );
+    drop(before_the_start);
+    check(&mut database.migrated_pool(1).get().unwrap());
 }

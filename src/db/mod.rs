@@ -399,6 +399,72 @@ pub fn migrate(conn: &mut DbConn) -> Result<Vec<String>, Error> {
     applied
 }
 
+/// The text columns SCIM filters range over by code point: `sw` is a range beside its `LIKE`
+/// (`filter_sql::prefix_range`), which only an index in code point order can answer. SQLite
+/// compares text by code point (BINARY); PostgreSQL in the database's collation, which need
+/// not (`en_US.UTF-8`, ICU's; PostgreSQL 15 does not even take `C.UTF-8` for code point
+/// order), so on PostgreSQL these columns are kept in the "C" collation. Without it, `sw`
+/// read every key of the connection (47 ms at 200,000 users; 1.7 ms in "C"). Equality is the
+/// same in every deterministic collation: uniqueness and lookups do not change. The order of
+/// a user's `groups` (by display name key) becomes SQLite's.
+const CODE_POINT_COLUMNS: [(&str, &str); 8] = [
+    ("members", "scim_user_name_key"),
+    ("members", "scim_external_id"),
+    ("members", "scim_display_name_key"),
+    ("members", "scim_given_name_key"),
+    ("members", "scim_family_name_key"),
+    ("member_emails", "value_key"),
+    ("scim_groups", "display_name_key"),
+    ("scim_groups", "external_id"),
+];
+
+/// Puts the `CODE_POINT_COLUMNS` not yet in the "C" collation in it, a table at a time; at
+/// every start, so that a column a later migration recreates is put back. PostgreSQL rebuilds
+/// the indexes on each column it changes (about 3 s for 200,000 users, once), holding the
+/// table meanwhile; the table's rows are not rewritten.
+fn code_point_columns(pg: &mut PgConnection) -> diesel::QueryResult<()> {
+    use diesel::sql_types::{Array, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Column {
+        #[diesel(sql_type = Text)]
+        table_name: String,
+        #[diesel(sql_type = Text)]
+        column_name: String,
+    }
+    let (tables, columns): (Vec<&str>, Vec<&str>) = CODE_POINT_COLUMNS.into_iter().unzip();
+    let other: Vec<Column> = diesel::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT wanted.table_name, wanted.column_name \
+             FROM unnest($1, $2) AS wanted (table_name, column_name) \
+             JOIN pg_attribute a ON a.attrelid = to_regclass(quote_ident(wanted.table_name)) \
+                 AND a.attname = wanted.column_name \
+             JOIN pg_collation c ON c.oid = a.attcollation \
+             WHERE c.collname <> 'C' \
+             ORDER BY wanted.table_name",
+        )
+        .bind::<Array<Text>, _>(tables)
+        .bind::<Array<Text>, _>(columns),
+        pg,
+    )?;
+    for of_one in other.chunk_by(|a, b| a.table_name == b.table_name) {
+        let changes: Vec<String> = of_one
+            .iter()
+            .map(|column| {
+                format!(
+                    "ALTER COLUMN {} TYPE text COLLATE \"C\"",
+                    column.column_name
+                )
+            })
+            .collect();
+        pg.batch_execute(&format!(
+            "ALTER TABLE {} {}",
+            of_one[0].table_name,
+            changes.join(", ")
+        ))?;
+    }
+    Ok(())
+}
+
 fn apply_migrations(conn: &mut DbConn) -> Result<Vec<String>, Error> {
     let applied: Result<Vec<String>, _> = match conn {
         DbConn::Postgres(pg) => pg
@@ -410,8 +476,10 @@ fn apply_migrations(conn: &mut DbConn) -> Result<Vec<String>, Error> {
     };
     let applied = applied.map_err(|error| Error::Internal(format!("migration failed: {error}")))?;
     if let DbConn::Postgres(pg) = conn {
-        // PostgreSQL's only object outside `migrations/` (see `numbering_function`).
+        // What PostgreSQL has that `migrations/` (shared with SQLite) cannot say: the events'
+        // numbering function, and the collation of the columns filters range over.
         pg.batch_execute(&crate::domain::events::numbering_function())?;
+        code_point_columns(pg)?;
     }
     if applied.iter().any(|version| version == FILTER_COLUMNS) {
         index_stored_users(conn)?;

@@ -240,8 +240,9 @@ macro_rules! text_sql {
 /// point: a superset of `column LIKE 'prefix%'` that a B-tree on the column can range-scan,
 /// so that `sw` on a key column is an index range rather than a scan of the connection. Code
 /// point order is SQLite's BINARY collation; on PostgreSQL the range says `COLLATE "C"`,
-/// since the database's own collation need not order text by code point (where no index has
-/// that collation the range only filters, and LIKE still decides).
+/// since the database's own collation need not order text by code point, and the columns
+/// filters test are kept in "C" (`db::CODE_POINT_COLUMNS`) so that their indexes answer it
+/// (on another column the range only filters, and LIKE still decides).
 pub fn prefix_range<C>(column: C, prefix: &str) -> PrefixRange<C> {
     PrefixRange {
         column,
