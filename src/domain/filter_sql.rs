@@ -100,7 +100,7 @@ pub fn has_few_shapes(condition: &Condition) -> bool {
 
 /// The condition without its values: what its statement's text follows.
 fn shape(condition: &Condition, out: &mut String) {
-    use crate::scim::list::TextTest;
+    use crate::scim::list::{TextOrder, TextTest};
     let joined = |out: &mut String, name: &str, operands: &[Condition]| {
         out.push_str(name);
         out.push('(');
@@ -120,6 +120,10 @@ fn shape(condition: &Condition, out: &mut String) {
                 TextTest::EndsWith(_) => " ew",
                 TextTest::Contains(_) => " co",
                 TextTest::Present => " pr",
+                TextTest::Ordered(TextOrder::After, _) => " gt",
+                TextTest::Ordered(TextOrder::AfterOrEqual, _) => " ge",
+                TextTest::Ordered(TextOrder::Before, _) => " lt",
+                TextTest::Ordered(TextOrder::BeforeOrEqual, _) => " le",
             });
         }
         Condition::Instant { column, op, .. } => out.push_str(&format!("{column} {op:?}")),
@@ -213,6 +217,9 @@ macro_rules! text_sql {
             TextTest::Equals(text) => Box::new(present.and(value.eq(text.clone()))),
             TextTest::Differs(text) => Box::new(present.and(value.ne(text.clone()))),
             TextTest::Present => Box::new(present.and(value.ne(""))),
+            TextTest::Ordered(order, text) => {
+                Box::new(present.and($crate::domain::filter_sql::ordered(value, *order, text)))
+            }
             TextTest::StartsWith(text) => Box::new(
                 present
                     .and($crate::domain::filter_sql::prefix_range(value, text))
@@ -243,12 +250,10 @@ macro_rules! text_sql {
 /// since the database's own collation need not order text by code point, and the columns
 /// filters test are kept in "C" (`db::CODE_POINT_COLUMNS`) so that their indexes answer it
 /// (on another column the range only filters, and LIKE still decides).
-pub fn prefix_range<C>(column: C, prefix: &str) -> PrefixRange<C> {
-    PrefixRange {
-        column,
-        low: prefix.to_string(),
-        high: successor(prefix),
-    }
+pub fn prefix_range<C>(column: C, prefix: &str) -> CodePoint<C> {
+    let mut bounds = vec![(">=", prefix.to_string())];
+    bounds.extend(successor(prefix).map(|high| ("<", high)));
+    CodePoint { column, bounds }
 }
 
 /// The smallest text greater than every text that starts with `prefix` (`None` when the last
@@ -265,31 +270,43 @@ fn successor(prefix: &str) -> Option<String> {
     Some(chars.into_iter().collect())
 }
 
-#[derive(Debug, Clone)]
-pub struct PrefixRange<C> {
-    column: C,
-    low: String,
-    high: Option<String>,
+/// `column` ordered against `text` as `order` says, by code point (`gt`, `ge`, `lt`, `le` on a
+/// text column): what Rust's evaluation does with the same texts, keys lowercased as its.
+pub fn ordered<C>(column: C, order: crate::scim::list::TextOrder, text: &str) -> CodePoint<C> {
+    CodePoint {
+        column,
+        bounds: vec![(order.sql(), text.to_string())],
+    }
 }
 
-impl<C> diesel::Expression for PrefixRange<C> {
+/// Comparisons of one text column, all of which hold (`column >= $1 AND column < $2`), texts
+/// compared by code point: SQLite's BINARY collation; on PostgreSQL `COLLATE "C"`, whatever
+/// the database's (see `prefix_range`).
+#[derive(Debug, Clone)]
+pub struct CodePoint<C> {
+    column: C,
+    /// Each comparison's SQL operator and text.
+    bounds: Vec<(&'static str, String)>,
+}
+
+impl<C> diesel::Expression for CodePoint<C> {
     type SqlType = Bool;
 }
 
-impl<C: diesel::AppearsOnTable<QS>, QS> diesel::AppearsOnTable<QS> for PrefixRange<C> {}
+impl<C: diesel::AppearsOnTable<QS>, QS> diesel::AppearsOnTable<QS> for CodePoint<C> {}
 
-impl<C: diesel::SelectableExpression<QS>, QS> diesel::SelectableExpression<QS> for PrefixRange<C> {}
+impl<C: diesel::SelectableExpression<QS>, QS> diesel::SelectableExpression<QS> for CodePoint<C> {}
 
-impl<C> diesel::expression::ValidGrouping<()> for PrefixRange<C> {
+impl<C> diesel::expression::ValidGrouping<()> for CodePoint<C> {
     type IsAggregate = diesel::expression::is_aggregate::Never;
 }
 
-impl<C> diesel::query_builder::QueryId for PrefixRange<C> {
+impl<C> diesel::query_builder::QueryId for CodePoint<C> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<C> diesel::query_builder::QueryFragment<crate::db::MultiBackend> for PrefixRange<C>
+impl<C> diesel::query_builder::QueryFragment<crate::db::MultiBackend> for CodePoint<C>
 where
     C: diesel::query_builder::QueryFragment<crate::db::MultiBackend>,
 {
@@ -297,22 +314,20 @@ where
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, crate::db::MultiBackend>,
     ) -> QueryResult<()> {
-        use diesel::sql_types::Text;
-        let collation = match out.backend() {
-            crate::db::MultiBackend::Postgres(_) => " COLLATE \"C\"",
-            crate::db::MultiBackend::Sqlite(_) => "",
-        };
+        let postgres = matches!(out.backend(), crate::db::MultiBackend::Postgres(_));
         out.push_sql("(");
-        self.column.walk_ast(out.reborrow())?;
-        out.push_sql(collation);
-        out.push_sql(" >= ");
-        out.push_bind_param::<Text, _>(&self.low)?;
-        if let Some(high) = &self.high {
-            out.push_sql(" AND ");
+        for (n, (operator, text)) in self.bounds.iter().enumerate() {
+            if n > 0 {
+                out.push_sql(" AND ");
+            }
             self.column.walk_ast(out.reborrow())?;
-            out.push_sql(collation);
-            out.push_sql(" < ");
-            out.push_bind_param::<Text, _>(high)?;
+            if postgres {
+                out.push_sql(" COLLATE \"C\"");
+            }
+            out.push_sql(" ");
+            out.push_sql(operator);
+            out.push_sql(" ");
+            out.push_bind_param::<diesel::sql_types::Text, _>(text)?;
         }
         out.push_sql(")");
         Ok(())

@@ -107,6 +107,41 @@ pub enum TextTest {
     Contains(String),
     /// Not empty (RFC 7644 `pr`).
     Present,
+    /// Ordered against the text as `gt`, `ge`, `lt` or `le` say, by code point: the order of
+    /// Rust's `str`, SQLite's BINARY collation and PostgreSQL's "C".
+    Ordered(TextOrder, String),
+}
+
+/// Where a text stands against another, for `gt`, `ge`, `lt` and `le`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextOrder {
+    After,
+    AfterOrEqual,
+    Before,
+    BeforeOrEqual,
+}
+
+impl TextOrder {
+    /// The order `op` asks for; `None` for an operator that is not one.
+    pub fn of(op: CompareOp) -> Option<TextOrder> {
+        match op {
+            CompareOp::Gt => Some(TextOrder::After),
+            CompareOp::Ge => Some(TextOrder::AfterOrEqual),
+            CompareOp::Lt => Some(TextOrder::Before),
+            CompareOp::Le => Some(TextOrder::BeforeOrEqual),
+            _ => None,
+        }
+    }
+
+    /// Its SQL operator.
+    pub fn sql(self) -> &'static str {
+        match self {
+            TextOrder::After => ">",
+            TextOrder::AfterOrEqual => ">=",
+            TextOrder::Before => "<",
+            TextOrder::BeforeOrEqual => "<=",
+        }
+    }
 }
 
 /// What SQL does of a filter: `condition` holds for every match (`None`: no test, every row
@@ -409,7 +444,14 @@ fn text_leaf(
     };
     match op {
         // Two dateTimes compare as instants, which other text may write: not a column test.
-        CompareOp::Eq | CompareOp::Ne if DateTime::parse_from_rfc3339(&literal).is_ok() => {
+        CompareOp::Eq
+        | CompareOp::Ne
+        | CompareOp::Gt
+        | CompareOp::Ge
+        | CompareOp::Lt
+        | CompareOp::Le
+            if DateTime::parse_from_rfc3339(&literal).is_ok() =>
+        {
             Plan::none()
         }
         CompareOp::Eq => Plan::exact(text(TextTest::Equals(key))),
@@ -426,8 +468,12 @@ fn text_leaf(
                 exact: lowercased,
             }
         }
-        // Ordering text depends on PostgreSQL's collation: left to Rust.
-        CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le => Plan::none(),
+        // Rust orders the (lowercased) texts by code point, as SQL does the keys, in SQLite's
+        // BINARY collation and PostgreSQL's "C" (filter_sql::ordered).
+        CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le => match TextOrder::of(op) {
+            Some(order) => Plan::exact(text(TextTest::Ordered(order, key))),
+            None => Plan::none(),
+        },
     }
 }
 
@@ -596,6 +642,37 @@ mod tests {
     }
 
     #[test]
+    fn text_orders_by_code_point_unless_it_is_a_date_time() {
+        assert_eq!(
+            planned(r#"userName gt "Ada""#),
+            Plan::exact(text(
+                "userName",
+                TextTest::Ordered(TextOrder::After, "ada".into())
+            ))
+        );
+        assert_eq!(
+            planned(r#"externalId le "AbC""#),
+            Plan::exact(text(
+                "externalId",
+                TextTest::Ordered(TextOrder::BeforeOrEqual, "AbC".into())
+            ))
+        );
+        assert_eq!(
+            planned("externalId ge 12345"),
+            Plan::exact(text(
+                "externalId",
+                TextTest::Ordered(TextOrder::AfterOrEqual, "12345".into())
+            ))
+        );
+        // A dateTime compares as an instant with another: Rust decides.
+        assert_eq!(
+            planned(r#"userName lt "2026-01-01T00:00:00Z""#),
+            Plan::none()
+        );
+        assert_eq!(planned("userName gt null"), Plan::none());
+    }
+
+    #[test]
     fn microsofts_test_filter_is_answered_by_sql_alone() {
         // IDP-QUIRKS 16, with a column for name.givenName standing in for familyName.
         assert_eq!(
@@ -708,7 +785,6 @@ mod tests {
             r#"not (title eq "a")"#,
             r#"not (externalId co "a")"#,
             r#"title gt "m""#,
-            r#"userName gt "m""#,
             r#"userName eq "2026-01-01T00:00:00Z""#,
             r#"groups.display eq "Sales""#,
             r#"displayName eq "Zoë""#,
