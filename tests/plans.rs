@@ -56,6 +56,17 @@ fn organization_with_users(
     slug: &str,
     users: usize,
 ) -> Result<(Tenant, Vec<String>), Error> {
+    organization_with(tx, slug, users, |name| json!({ "userName": name }))
+}
+
+/// An organization `slug` with a connection and `users` users, each made by `user` of its
+/// name `user<n>@<slug>.test`.
+fn organization_with(
+    tx: &mut DbConn,
+    slug: &str,
+    users: usize,
+    user: impl Fn(&str) -> Value,
+) -> Result<(Tenant, Vec<String>), Error> {
     let tenant = common::organization_with_connection(
         tx,
         OrganizationFields {
@@ -65,7 +76,7 @@ fn organization_with_users(
         },
     )?;
     let documents: Vec<Value> = (0..users)
-        .map(|n| json!({"userName": format!("user{n}@{slug}.test")}))
+        .map(|n| user(&format!("user{n}@{slug}.test")))
         .collect();
     let ids = scim_users::create_many(tx, &tenant, &Actor::cli(), &documents)?
         .into_iter()
@@ -305,25 +316,13 @@ fn starts_with_reads_the_matching_users_only() {
     let database = TestDatabase::new(Db::Postgres);
     let pool = database.migrated_pool(1);
     let mut conn = pool.get().unwrap();
-    let tenant = db::write(&mut conn, |tx| {
-        let tenant = common::organization_with_connection(
+    let (tenant, _) = db::write(&mut conn, |tx| {
+        organization_with(
             tx,
-            OrganizationFields {
-                organization_name: Some("Prefix".into()),
-                organization_slug: Some("prefix".into()),
-                ..Default::default()
-            },
-        )?;
-        let documents: Vec<Value> = (0..2_000)
-            .map(|n| {
-                let name = format!("user{n}@prefix.test");
-                json!({"userName": name, "emails": [{"value": name, "type": "work"}]})
-            })
-            .collect();
-        for created in scim_users::create_many(tx, &tenant, &Actor::cli(), &documents)? {
-            created?;
-        }
-        Ok::<_, Error>(tenant)
+            "prefix",
+            2_000,
+            |name| json!({"userName": name, "emails": [{"value": name, "type": "work"}]}),
+        )
     })
     .unwrap();
     db::refresh_statistics_after_load(&mut conn).unwrap();
