@@ -310,16 +310,31 @@ pub fn create(
     Ok(organization)
 }
 
+/// How an organization is named: by its id (`organization-…`) or by its slug (lowercased).
+enum Named<'a> {
+    Id(&'a str),
+    Slug(String),
+}
+
+impl<'a> Named<'a> {
+    fn of(id_or_slug: &'a str) -> Self {
+        if id_or_slug.starts_with("organization-") {
+            Named::Id(id_or_slug)
+        } else {
+            Named::Slug(id_or_slug.to_ascii_lowercase())
+        }
+    }
+}
+
 /// Finds an organization by its id (`organization-…`) or its slug.
 pub fn find(conn: &mut DbConn, id_or_slug: &str) -> Result<Organization, Error> {
     let query = organizations::table.select(OrganizationRow::as_select());
-    let row = if id_or_slug.starts_with("organization-") {
-        query.find(id_or_slug).first(conn).optional()?
-    } else {
-        query
-            .filter(organizations::slug.eq(id_or_slug.to_ascii_lowercase()))
+    let row = match Named::of(id_or_slug) {
+        Named::Id(id) => query.find(id).first(conn).optional()?,
+        Named::Slug(slug) => query
+            .filter(organizations::slug.eq(slug))
             .first(conn)
-            .optional()?
+            .optional()?,
     };
     row.ok_or_else(|| not_found(id_or_slug))?
         .into_organization()
@@ -328,11 +343,9 @@ pub fn find(conn: &mut DbConn, id_or_slug: &str) -> Result<Organization, Error> 
 /// Holds the organization's row until the write ends (`db::hold_row`), so that an update
 /// writes over what it read.
 fn lock(conn: &mut DbConn, id_or_slug: &str) -> Result<(), Error> {
-    if id_or_slug.starts_with("organization-") {
-        crate::db::hold_row(conn, "organizations", &[("organization_id", id_or_slug)])
-    } else {
-        let slug = id_or_slug.to_ascii_lowercase();
-        crate::db::hold_row(conn, "organizations", &[("slug", &slug)])
+    match Named::of(id_or_slug) {
+        Named::Id(id) => crate::db::hold_row(conn, "organizations", &[("organization_id", id)]),
+        Named::Slug(slug) => crate::db::hold_row(conn, "organizations", &[("slug", &slug)]),
     }
 }
 

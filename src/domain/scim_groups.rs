@@ -859,16 +859,7 @@ pub fn remove_from_all_groups(
         ))
         .execute(conn)?;
     for group_id in &left {
-        events::record(
-            organization_id,
-            actor,
-            Event {
-                event_type: "group.members_removed",
-                subject_id: group_id,
-                data: json!({ "group_id": group_id, "member_ids": [member_id] }),
-                previous: None,
-            },
-        )?;
+        record_members_removed(actor, organization_id, group_id, [member_id])?;
     }
     Ok(())
 }
@@ -942,9 +933,29 @@ fn record_membership(actor: &Actor, group: &Group, change: &MembershipChange) ->
         record(actor, group, "group.members_added", data, None)?;
     }
     if !change.removed.is_empty() {
-        let data = json!({ "group_id": group.group_id, "member_ids": change.removed });
-        record(actor, group, "group.members_removed", data, None)?;
+        let removed = &change.removed;
+        record_members_removed(actor, &group.organization_id, &group.group_id, removed)?;
     }
+    Ok(())
+}
+
+/// `group.members_removed`: `member_ids` left the group, by a PATCH or by their deletion.
+fn record_members_removed(
+    actor: &Actor,
+    organization_id: &str,
+    group_id: &str,
+    member_ids: impl serde::Serialize,
+) -> Result<(), Error> {
+    events::record(
+        organization_id,
+        actor,
+        Event {
+            event_type: "group.members_removed",
+            subject_id: group_id,
+            data: json!({ "group_id": group_id, "member_ids": member_ids }),
+            previous: None,
+        },
+    )?;
     Ok(())
 }
 
