@@ -5,9 +5,19 @@
 
 mod common;
 
-use common::{while_held, Db, Response, TestServer};
+use common::{while_held, Client, Db, Response, TestServer};
 use rstest::rstest;
 use serde_json::{json, Value};
+
+/// `admin`'s PATCH of `body` to `path` while `other` holds its change (`while_held`).
+async fn patch_while_held(
+    other: diesel::r2d2::PooledConnection<scimd::db::Manager>,
+    admin: Client,
+    path: String,
+    body: Value,
+) -> (bool, Response) {
+    while_held(other, async move { admin.patch(&path, body).await }).await
+}
 
 /// What a held change and the API's update of another field leave behind.
 fn assert_both_kept(waited: bool, updated: &Response, resource: &str, kept: (&str, Value)) {
@@ -29,14 +39,8 @@ async fn an_organization_keeps_a_rename_made_during_an_update(#[case] db: Db) {
         "UPDATE organizations SET name = 'Acme Renamed' WHERE organization_id = '{id}'"
     ));
     let path = format!("/v1/organizations/{id}");
-    let request = {
-        let (admin, path) = (admin.clone(), path.clone());
-        async move {
-            let domains = json!({"email_allowed_domains": ["acme.io"]});
-            admin.patch(&path, domains).await
-        }
-    };
-    let (waited, updated) = while_held(other, request).await;
+    let domains = json!({"email_allowed_domains": ["acme.io"]});
+    let (waited, updated) = patch_while_held(other, admin.clone(), path.clone(), domains).await;
     let renamed = ("organization_name", json!("Acme Renamed"));
     assert_both_kept(waited, &updated, "organization", renamed);
     let organization = &admin.get(&path).await.body["organization"];
@@ -59,14 +63,8 @@ async fn a_scim_connection_keeps_a_rename_made_during_an_update(#[case] db: Db) 
         "/v1/organizations/{}/scim-connections/{}",
         acme.organization_id, acme.connection_id
     );
-    let request = {
-        let (admin, path) = (server.admin(), path.clone());
-        async move {
-            let provider = json!({"identity_provider": "okta"});
-            admin.patch(&path, provider).await
-        }
-    };
-    let (waited, updated) = while_held(other, request).await;
+    let provider = json!({"identity_provider": "okta"});
+    let (waited, updated) = patch_while_held(other, server.admin(), path, provider).await;
     assert_both_kept(
         waited,
         &updated,
@@ -94,15 +92,9 @@ async fn a_role_keeps_a_description_changed_during_an_update(#[case] db: Db) {
          WHERE organization_id = '{}' AND role_id = 'billing'",
         acme.organization_id
     ));
-    let request = {
-        let (admin, path) = (admin.clone(), format!("{roles}/billing"));
-        async move {
-            let permissions =
-                json!({"permissions": [{"resource_id": "invoices", "actions": ["read"]}]});
-            admin.patch(&path, permissions).await
-        }
-    };
-    let (waited, updated) = while_held(other, request).await;
+    let permissions = json!({"permissions": [{"resource_id": "invoices", "actions": ["read"]}]});
+    let path = format!("{roles}/billing");
+    let (waited, updated) = patch_while_held(other, admin, path, permissions).await;
     let described = ("description", json!("Pays invoices"));
     assert_both_kept(waited, &updated, "role", described);
     assert_eq!(
@@ -133,14 +125,9 @@ async fn a_webhook_keeps_a_new_url_set_during_an_update(#[case] db: Db) {
     let other = server.begin_changing(&format!(
         "UPDATE webhooks SET url = 'http://127.0.0.1:9/b' WHERE webhook_id = '{id}'"
     ));
-    let request = {
-        let (admin, path) = (admin.clone(), format!("/v1/webhooks/{id}"));
-        async move {
-            let types = json!({"event_types": ["member.*"]});
-            admin.patch(&path, types).await
-        }
-    };
-    let (waited, updated) = while_held(other, request).await;
+    let types = json!({"event_types": ["member.*"]});
+    let path = format!("/v1/webhooks/{id}");
+    let (waited, updated) = patch_while_held(other, admin, path, types).await;
     let moved = ("url", json!("http://127.0.0.1:9/b"));
     assert_both_kept(waited, &updated, "webhook", moved);
     assert_eq!(updated.body["webhook"]["event_types"], json!(["member.*"]));

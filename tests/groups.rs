@@ -689,15 +689,13 @@ async fn a_users_deletion_waits_for_a_write_holding_its_group(#[case] db: Db) {
         .await;
     let group_id = group.id();
     // Another writer holds the group, as a group's PATCH does from its start ...
-    let mut other = server.pool.get().unwrap();
-    let hold_group = match db {
-        Db::Sqlite => "BEGIN IMMEDIATE".to_string(),
-        Db::Postgres => format!(
-            "BEGIN; SET LOCAL statement_timeout = '5s'; \
-             SELECT group_id FROM scim_groups WHERE group_id = '{group_id}' FOR UPDATE"
-        ),
-    };
-    other.batch_execute(&hold_group).unwrap();
+    // (On SQLite the write lock holds everything.)
+    let mut other = server.begin_changing(&match db {
+        Db::Sqlite => "SELECT 1".to_string(),
+        Db::Postgres => {
+            format!("SELECT group_id FROM scim_groups WHERE group_id = '{group_id}' FOR UPDATE")
+        }
+    });
     let deleting = {
         let idp = idp.clone();
         let path = format!("/Users/{ada}");
